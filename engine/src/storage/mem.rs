@@ -1,0 +1,1 @@
+//! In-memory storage (filled in by the storage work).

@@ -1,0 +1,1 @@
+//! redb storage (filled in by the storage work).
