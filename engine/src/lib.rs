@@ -16,4 +16,5 @@ pub mod pbft;
 pub mod state;
 pub mod storage;
 pub mod tx;
+pub mod validation;
 pub mod verifier;
