@@ -1,1 +1,11 @@
-//! placeholder
+//! medchain's async shell: everything that talks to the outside world.
+//!
+//! Owns the consortium PKI ([`tls`]), QUIC peer links ([`transport`]), the PBFT driver and node
+//! assembly ([`node`]), and the HTTP API ([`api`]). It never decides anything about the chain:
+//! validation and consensus live in `engine`, which this crate feeds and obeys. This is the only
+//! crate that spawns tasks or reads the system clock.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod limits;
+pub mod tls;

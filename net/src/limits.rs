@@ -1,0 +1,42 @@
+//! Every bound of the network layer, in one place. Units come last in names.
+
+use engine::limits::MESSAGE_BYTES_MAX;
+
+/// Messages waiting to be sent to one peer; more are dropped (and counted), never waited for.
+pub const PEER_QUEUE_MESSAGES_MAX: usize = 1024;
+/// Messages received from all peers and not yet signature-checked.
+pub const INBOUND_QUEUE_MESSAGES_MAX: usize = 4096;
+/// Most messages whose signatures are checked in one `verify_batch` call.
+pub const VERIFY_BATCH_MESSAGES_MAX: usize = 512;
+/// Inputs (verified messages, client transactions, ticks, queries) waiting for the driver.
+pub const DRIVER_QUEUE_INPUTS_MAX: usize = 1024;
+/// Malformed or oversize messages tolerated on one connection before it is closed.
+pub const CONNECTION_MALFORMED_MESSAGES_MAX: u32 = 16;
+/// Unidirectional streams a peer may have open towards us at once.
+pub const CONNECTION_UNI_STREAMS_MAX: u32 = 256;
+/// First delay before redialing a peer.
+pub const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
+/// Longest delay between redials of a peer.
+pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+/// A QUIC handshake that takes longer than this is abandoned.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// A connection with no traffic (keep-alives included) for this long is considered dead.
+pub const CONNECTION_IDLE_TIMEOUT_MS: u64 = 3_000;
+/// Keep-alive interval on peer connections.
+pub const CONNECTION_KEEP_ALIVE_MS: u64 = 500;
+/// How often the driver ticks the replica.
+pub const TICK_INTERVAL_MS: u64 = 10;
+/// Largest HTTP request body.
+pub const HTTP_BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Most transactions in one `POST /v1/transactions/batch`.
+pub const HTTP_BATCH_TXS_MAX: usize = 4096;
+/// Refused transactions remembered for status queries (oldest forgotten first).
+pub const REFUSED_TXS_REMEMBERED_MAX: usize = 100_000;
+/// Accepted transactions tracked as pending (beyond this, new submissions are refused).
+pub const PENDING_TXS_TRACKED_MAX: usize = 200_000;
+/// Most blocks sent in one state-transfer response.
+pub const STATE_RESPONSE_BLOCKS_MAX: u64 = 32;
+
+const _: () = assert!(HTTP_BODY_BYTES_MAX <= MESSAGE_BYTES_MAX);
+const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
+const _: () = assert!(CONNECTION_KEEP_ALIVE_MS < CONNECTION_IDLE_TIMEOUT_MS);
