@@ -1,0 +1,663 @@
+//! The ledger state machine: genesis roles, every transaction rule, receipts, queries, the audit
+//! trail, and determinism.
+
+use engine::block::{Block, BlockHeader};
+use engine::codec::Digest;
+use engine::crypto::{ChainId, PublicKey, SigningKey};
+use engine::genesis::{ChainParams, Genesis, GenesisBody, NodeInfo};
+use engine::limits::LOCATOR_BYTES_MAX;
+use engine::state::{check_stateless, signature_checks, verify_signatures, AuditAction, Outcome, State, TxError};
+use engine::tx::{
+    AnchorRecord, Enroll, Grant, GrantScope, Payload, ReadRequest, Revoke, Role, SearchAuthorization, SearchLog,
+    Transaction, TxBody, TxId,
+};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_seed([n; 32])
+}
+
+struct Chain {
+    genesis: Genesis,
+    state: State,
+    ca: SigningKey,
+    /// Validator (hospital) keys.
+    hospitals: Vec<SigningKey>,
+    nonces: std::collections::HashMap<PublicKey, u64>,
+    time_ms: u64,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let ca = key(200);
+        let hospitals: Vec<SigningKey> = (1..=4).map(key).collect();
+        let genesis = GenesisBody {
+            chain_id: ChainId::new("test-chain").unwrap(),
+            created_at_ms: T0,
+            ca_key: ca.public(),
+            validators: hospitals
+                .iter()
+                .enumerate()
+                .map(|(i, k)| NodeInfo { name: format!("node{i}"), key: k.public() })
+                .collect(),
+            auditors: vec![NodeInfo { name: "regulator".into(), key: key(100).public() }],
+            params: ChainParams::default(),
+        }
+        .sign(&ca);
+        genesis.verify().unwrap();
+        let state = State::from_genesis(&genesis);
+        Chain { genesis, state, ca, hospitals, nonces: Default::default(), time_ms: T0 }
+    }
+
+    fn chain_id(&self) -> ChainId {
+        self.genesis.chain_id().clone()
+    }
+
+    /// A transaction from `signers[0]` with its next nonce, signed by all `signers`.
+    fn tx(&mut self, signers: &[&SigningKey], payload: Payload) -> Transaction {
+        let sender = signers[0].public();
+        let n = self.nonces.entry(sender).or_insert(0);
+        *n += 1;
+        let body = TxBody { sender, nonce: *n, expiry_height: self.state.height() + 10, payload };
+        body.sign(&self.chain_id(), signers)
+    }
+
+    /// Commits a block of `txs` one second after the last and returns the outcomes.
+    fn block(&mut self, txs: Vec<Transaction>) -> Vec<Outcome> {
+        self.time_ms += 1000;
+        let block = make_block(&self.state, self.time_ms, txs);
+        for tx in &block.txs {
+            verify_signatures(tx, &self.chain_id()).unwrap();
+        }
+        let receipts = self.state.apply_block(&block);
+        assert_eq!(receipts.len(), block.txs.len());
+        for (r, tx) in receipts.iter().zip(&block.txs) {
+            assert_eq!(r.tx, tx.id());
+        }
+        receipts.into_iter().map(|r| r.outcome).collect()
+    }
+
+    /// Commits one transaction and returns its outcome.
+    fn one(&mut self, signers: &[&SigningKey], payload: Payload) -> Outcome {
+        let tx = self.tx(signers, payload);
+        self.block(vec![tx]).remove(0)
+    }
+
+    fn enroll(&mut self, by: &SigningKey, who: &SigningKey, role: Role) {
+        let out = self.one(&[by], Payload::Enroll(Enroll { key: who.public(), role, name: format!("{role:?}") }));
+        assert_eq!(out, Outcome::Applied);
+    }
+}
+
+fn make_block(state: &State, timestamp_ms: u64, txs: Vec<Transaction>) -> Block {
+    let mut block = Block {
+        header: BlockHeader {
+            chain_id: state.chain_id().clone(),
+            height: state.height() + 1,
+            view: 0,
+            prev_hash: state.head(),
+            timestamp_ms,
+            tx_root: Digest::ZERO,
+            tx_count: txs.len() as u32,
+            proposer: 0,
+        },
+        txs,
+    };
+    block.header.tx_root = block.compute_tx_root();
+    block
+}
+
+fn rejected(out: Outcome) -> TxError {
+    match out {
+        Outcome::Rejected(e) => e,
+        Outcome::Applied => panic!("expected a rejection, the transaction was applied"),
+    }
+}
+
+fn anchor(id: u8, doctor: &SigningKey, patient: &SigningKey, hospital: &SigningKey, data_type: &str) -> AnchorRecord {
+    AnchorRecord {
+        record_id: Digest([id; 32]),
+        owner: patient.public(),
+        author: doctor.public(),
+        hospital: hospital.public(),
+        data_type: data_type.into(),
+        created_at_ms: T0 + u64::from(id) * 1000,
+        ciphertext_digest: Digest([0xcc; 32]),
+        ciphertext_len: 1234,
+        blob_locator: format!("blobs/{id}"),
+        encrypted_data_key: vec![1, 2, 3],
+        index_labels: vec![[7; 16]; 4],
+        epoch: 1,
+    }
+}
+
+/// A chain with hospital 0's doctor (10) and patient (20), and a second doctor (11) at hospital 1.
+fn populated() -> (Chain, SigningKey, SigningKey, SigningKey) {
+    let mut c = Chain::new();
+    let (h0, h1) = (c.hospitals[0].clone(), c.hospitals[1].clone());
+    let (doctor, patient, doctor2) = (key(10), key(20), key(11));
+    c.enroll(&h0, &doctor, Role::Doctor);
+    c.enroll(&h0, &patient, Role::Patient);
+    c.enroll(&h1, &doctor2, Role::Doctor);
+    (c, doctor, patient, doctor2)
+}
+
+#[test]
+fn genesis_state_enrols_founders_and_not_the_ca() {
+    let c = Chain::new();
+    let s = &c.state;
+    assert_eq!(s.height(), 0);
+    assert_eq!(s.head(), c.genesis.hash());
+    assert_eq!(s.nonce(&c.ca.public()), 0);
+    assert!(s.participant(&c.ca.public()).is_none());
+    for (i, h) in c.hospitals.iter().enumerate() {
+        let p = s.participant(&h.public()).unwrap();
+        assert_eq!(
+            (p.role, p.name.as_str(), p.enrolled_by, p.height),
+            (Role::Hospital, &*format!("node{i}"), c.ca.public(), 0)
+        );
+    }
+    assert_eq!(s.participant(&key(100).public()).unwrap().role, Role::Auditor);
+}
+
+#[test]
+fn record_sharing_lifecycle_and_audit_trail() {
+    let (mut c, doctor, patient, doctor2) = populated();
+    let h0 = c.hospitals[0].clone();
+    let rec = anchor(1, &doctor, &patient, &h0, "Condition");
+    assert_eq!(c.one(&[&doctor, &patient], Payload::AnchorRecord(rec.clone())), Outcome::Applied);
+    let entry = c.state.record(&rec.record_id).unwrap();
+    assert_eq!((entry.anchor.clone(), entry.height), (rec.clone(), c.state.height()));
+    assert_eq!(c.state.records_of(&patient.public()).len(), 1);
+
+    // The second doctor may not read yet.
+    let read = Payload::ReadRequest(ReadRequest { record: rec.record_id, grant: None });
+    assert!(
+        matches!(rejected(c.one(&[&doctor2], read.clone())), TxError::Malformed { field, .. } if field == "payload.ReadRequest.grant")
+    );
+
+    // Grant, read, revoke, read again.
+    let grant = Grant {
+        grantee: doctor2.public(),
+        scope: GrantScope::Records(vec![rec.record_id]),
+        purpose: "second opinion".into(),
+        expires_at_ms: T0 + 1_000_000,
+    };
+    let grant_tx = c.tx(&[&patient], Payload::Grant(grant.clone()));
+    let grant_id = grant_tx.id();
+    assert_eq!(c.block(vec![grant_tx]), vec![Outcome::Applied]);
+    let g = c.state.grant(&grant_id).unwrap();
+    assert_eq!((g.owner, g.grant.clone(), g.revoked_at), (patient.public(), grant, None));
+
+    let read_granted = Payload::ReadRequest(ReadRequest { record: rec.record_id, grant: Some(grant_id) });
+    assert_eq!(c.one(&[&doctor2], read_granted.clone()), Outcome::Applied);
+    // The owner reads without a grant.
+    assert_eq!(c.one(&[&patient], read.clone()), Outcome::Applied);
+    // Someone else may not use the grant.
+    assert!(matches!(rejected(c.one(&[&doctor], read_granted.clone())), TxError::Conflict(_)));
+
+    assert_eq!(c.one(&[&patient], Payload::Revoke(Revoke { grant: grant_id })), Outcome::Applied);
+    let revoked_at = c.state.height();
+    assert_eq!(c.state.grant(&grant_id).unwrap().revoked_at, Some(revoked_at));
+    assert!(matches!(rejected(c.one(&[&doctor2], read_granted)), TxError::Conflict(m) if m.contains("revoked")));
+    assert!(matches!(
+        rejected(c.one(&[&patient], Payload::Revoke(Revoke { grant: grant_id }))),
+        TxError::Conflict(m) if m.contains("already revoked")
+    ));
+
+    let trail = c.state.audit_trail(&patient.public());
+    let actions: Vec<(&AuditAction, PublicKey)> = trail.iter().map(|e| (&e.action, e.actor)).collect();
+    assert_eq!(
+        actions,
+        vec![
+            (&AuditAction::Anchored { record: rec.record_id }, doctor.public()),
+            (&AuditAction::Granted { grant: grant_id, grantee: doctor2.public() }, patient.public()),
+            (&AuditAction::Read { record: rec.record_id, grant: Some(grant_id) }, doctor2.public()),
+            (&AuditAction::Read { record: rec.record_id, grant: None }, patient.public()),
+            (&AuditAction::Revoked { grant: grant_id }, patient.public()),
+        ]
+    );
+    assert!(trail.windows(2).all(|w| w[0].height < w[1].height && w[0].timestamp_ms < w[1].timestamp_ms));
+    assert_eq!(c.state.reads().len(), 2);
+}
+
+#[test]
+fn data_type_grants_cover_by_type_and_half_open_time_range() {
+    let (mut c, doctor, patient, doctor2) = populated();
+    let h0 = c.hospitals[0].clone();
+    // Records 1..=4 are created at T0 + id seconds.
+    for (id, ty) in [(1, "Condition"), (2, "Condition"), (3, "Observation"), (4, "Condition")] {
+        let a = anchor(id, &doctor, &patient, &h0, ty);
+        assert_eq!(c.one(&[&doctor, &patient], Payload::AnchorRecord(a)), Outcome::Applied);
+    }
+    let grant = Grant {
+        grantee: doctor2.public(),
+        scope: GrantScope::DataTypes { data_types: vec!["Condition".into()], from_ms: T0 + 2000, to_ms: T0 + 4000 },
+        purpose: String::new(),
+        expires_at_ms: T0 + 1_000_000,
+    };
+    let gtx = c.tx(&[&patient], Payload::Grant(grant));
+    let gid = gtx.id();
+    assert_eq!(c.block(vec![gtx]), vec![Outcome::Applied]);
+    let read = |id: u8| Payload::ReadRequest(ReadRequest { record: Digest([id; 32]), grant: Some(gid) });
+    assert!(matches!(rejected(c.one(&[&doctor2], read(1))), TxError::Conflict(_)), "before from_ms");
+    assert_eq!(c.one(&[&doctor2], read(2)), Outcome::Applied, "at from_ms");
+    assert!(matches!(rejected(c.one(&[&doctor2], read(3))), TxError::Conflict(_)), "other data type");
+    assert!(matches!(rejected(c.one(&[&doctor2], read(4))), TxError::Conflict(_)), "at to_ms (exclusive)");
+
+    // A data-type grant never covers another patient's record.
+    let patient2 = key(21);
+    c.enroll(&h0, &patient2, Role::Patient);
+    let mut other = anchor(9, &doctor, &patient2, &h0, "Condition");
+    other.created_at_ms = T0 + 2500;
+    assert_eq!(c.one(&[&doctor, &patient2], Payload::AnchorRecord(other)), Outcome::Applied);
+    assert!(matches!(rejected(c.one(&[&doctor2], read(9))), TxError::Conflict(_)));
+}
+
+#[test]
+fn grants_expire_at_the_block_timestamp() {
+    let (mut c, doctor, patient, doctor2) = populated();
+    let h0 = c.hospitals[0].clone();
+    let a = anchor(1, &doctor, &patient, &h0, "Condition");
+    assert_eq!(c.one(&[&doctor, &patient], Payload::AnchorRecord(a)), Outcome::Applied);
+    let mk = |expires_at_ms| Grant {
+        grantee: doctor2.public(),
+        scope: GrantScope::Records(vec![Digest([1; 32])]),
+        purpose: "x".into(),
+        expires_at_ms,
+    };
+    // Already past at the next block (which is 1 s later).
+    let past = c.time_ms + 1000;
+    assert!(
+        matches!(rejected(c.one(&[&patient], Payload::Grant(mk(past)))), TxError::Malformed { field, .. } if field == "payload.Grant.expires_at_ms")
+    );
+    let gtx = c.tx(&[&patient], Payload::Grant(mk(c.time_ms + 2000)));
+    let gid = gtx.id();
+    assert_eq!(c.block(vec![gtx]), vec![Outcome::Applied]);
+    // The next block's timestamp equals expires_at_ms: expired.
+    let read = Payload::ReadRequest(ReadRequest { record: Digest([1; 32]), grant: Some(gid) });
+    assert!(matches!(rejected(c.one(&[&doctor2], read)), TxError::Conflict(m) if m.contains("expired")));
+}
+
+#[test]
+fn grant_rules() {
+    let (mut c, doctor, patient, doctor2) = populated();
+    let h0 = c.hospitals[0].clone();
+    let patient2 = key(21);
+    c.enroll(&h0, &patient2, Role::Patient);
+    let a = anchor(1, &doctor, &patient2, &h0, "Condition");
+    assert_eq!(c.one(&[&doctor, &patient2], Payload::AnchorRecord(a)), Outcome::Applied);
+    let g = |grantee: PublicKey, records: Vec<Digest>| {
+        Payload::Grant(Grant {
+            grantee,
+            scope: GrantScope::Records(records),
+            purpose: "p".into(),
+            expires_at_ms: u64::MAX,
+        })
+    };
+    // Not the owner of record 1.
+    assert!(matches!(rejected(c.one(&[&patient], g(doctor2.public(), vec![Digest([1; 32])]))), TxError::Conflict(_)));
+    // A record that does not exist.
+    assert!(matches!(
+        rejected(c.one(&[&patient], g(doctor2.public(), vec![Digest([5; 32])]))),
+        TxError::NotFound { .. }
+    ));
+    // A grantee that is not enrolled.
+    let stranger = key(99).public();
+    assert_eq!(
+        rejected(c.one(&[&patient2], g(stranger, vec![Digest([1; 32])]))),
+        TxError::UnknownParticipant { key: stranger }
+    );
+    // Only patients grant.
+    assert!(matches!(
+        rejected(c.one(&[&doctor], g(doctor2.public(), vec![Digest([1; 32])]))),
+        TxError::RoleNotAllowed { .. }
+    ));
+    // Only the owner revokes.
+    let gtx = c.tx(&[&patient2], g(doctor2.public(), vec![Digest([1; 32])]));
+    let gid = gtx.id();
+    assert_eq!(c.block(vec![gtx]), vec![Outcome::Applied]);
+    assert!(matches!(
+        rejected(c.one(&[&patient], Payload::Revoke(Revoke { grant: gid }))),
+        TxError::RoleNotAllowed { .. }
+    ));
+    assert!(matches!(
+        rejected(c.one(&[&patient], Payload::Revoke(Revoke { grant: TxId::default() }))),
+        TxError::NotFound { .. }
+    ));
+}
+
+#[test]
+fn enrolment_rules() {
+    let (mut c, doctor, patient, _) = populated();
+    let (ca, h0) = (c.ca.clone(), c.hospitals[0].clone());
+    let e = |k: &SigningKey, role| Payload::Enroll(Enroll { key: k.public(), role, name: "n".into() });
+    let fresh = key(50);
+    // The CA enrols hospitals, auditors and researchers, not doctors or patients.
+    assert!(matches!(rejected(c.one(&[&ca], e(&fresh, Role::Doctor))), TxError::RoleNotAllowed { role: None, .. }));
+    // Hospitals enrol doctors and patients, not hospitals or researchers.
+    assert!(matches!(rejected(c.one(&[&h0], e(&fresh, Role::Hospital))), TxError::RoleNotAllowed { .. }));
+    assert!(matches!(rejected(c.one(&[&h0], e(&fresh, Role::Researcher))), TxError::RoleNotAllowed { .. }));
+    // Doctors and patients enrol nobody.
+    assert!(matches!(rejected(c.one(&[&doctor], e(&fresh, Role::Patient))), TxError::RoleNotAllowed { .. }));
+    assert!(matches!(rejected(c.one(&[&patient], e(&fresh, Role::Patient))), TxError::RoleNotAllowed { .. }));
+    // Once only; never the CA.
+    assert!(matches!(rejected(c.one(&[&h0], e(&patient, Role::Patient))), TxError::Conflict(_)));
+    assert!(matches!(rejected(c.one(&[&ca], e(&ca, Role::Hospital))), TxError::Conflict(_)));
+    assert!(matches!(rejected(c.one(&[&ca], e(&h0, Role::Hospital))), TxError::Conflict(_)));
+    // A new hospital enrolled by the CA can enrol in turn.
+    c.enroll(&ca, &fresh, Role::Hospital);
+    let p = c.state.participant(&fresh.public()).unwrap();
+    assert_eq!((p.role, p.enrolled_by, p.height), (Role::Hospital, ca.public(), c.state.height()));
+    c.enroll(&fresh, &key(51), Role::Patient);
+    assert_eq!(c.state.participant(&key(51).public()).unwrap().enrolled_by, fresh.public());
+    // The CA may do nothing but enrol.
+    let sa = Payload::SearchAuthorization(SearchAuthorization {
+        researcher: key(52).public(),
+        purpose: String::new(),
+        expires_at_ms: u64::MAX,
+    });
+    assert!(matches!(rejected(c.one(&[&ca], sa)), TxError::RoleNotAllowed { role: None, .. }));
+    // An unknown sender is refused.
+    let stranger = key(98);
+    assert_eq!(
+        rejected(c.one(&[&stranger], e(&key(97), Role::Patient))),
+        TxError::UnknownParticipant { key: stranger.public() }
+    );
+}
+
+#[test]
+fn anchor_rules() {
+    let (mut c, doctor, patient, doctor2) = populated();
+    let (h0, h1) = (c.hospitals[0].clone(), c.hospitals[1].clone());
+    // Wrong hospital: doctor was enrolled by hospital 0.
+    let a = anchor(1, &doctor, &patient, &h1, "Condition");
+    assert!(
+        matches!(rejected(c.one(&[&doctor, &patient], Payload::AnchorRecord(a))), TxError::Malformed { field, .. } if field == "payload.AnchorRecord.hospital")
+    );
+    // A doctor of another hospital may write for any patient, naming their own hospital.
+    let a = anchor(2, &doctor2, &patient, &h1, "Condition");
+    assert_eq!(c.one(&[&doctor2, &patient], Payload::AnchorRecord(a)), Outcome::Applied);
+    // The owner must be a patient.
+    let a = anchor(3, &doctor, &doctor2, &h0, "Condition");
+    assert!(
+        matches!(rejected(c.one(&[&doctor, &doctor2], Payload::AnchorRecord(a))), TxError::Malformed { field, .. } if field == "payload.AnchorRecord.owner")
+    );
+    // Only doctors write records.
+    let a = anchor(4, &h0, &patient, &h0, "Condition");
+    assert!(matches!(rejected(c.one(&[&h0, &patient], Payload::AnchorRecord(a))), TxError::RoleNotAllowed { .. }));
+    // A record id is used once.
+    let a = anchor(2, &doctor, &patient, &h0, "Condition");
+    assert!(matches!(rejected(c.one(&[&doctor, &patient], Payload::AnchorRecord(a))), TxError::Conflict(_)));
+}
+
+#[test]
+fn search_authorization_and_log_rules() {
+    let (mut c, doctor, _, _) = populated();
+    let (ca, h0, h1) = (c.ca.clone(), c.hospitals[0].clone(), c.hospitals[1].clone());
+    let researcher = key(60);
+    c.enroll(&ca, &researcher, Role::Researcher);
+    let sa = |r: &SigningKey, expires_at_ms| {
+        Payload::SearchAuthorization(SearchAuthorization {
+            researcher: r.public(),
+            purpose: "study".into(),
+            expires_at_ms,
+        })
+    };
+    assert!(matches!(rejected(c.one(&[&doctor], sa(&researcher, u64::MAX))), TxError::RoleNotAllowed { .. }));
+    assert!(matches!(rejected(c.one(&[&h0], sa(&doctor, u64::MAX))), TxError::Malformed { .. }));
+    let expires = c.time_ms + 3000;
+    let atx = c.tx(&[&h0], sa(&researcher, expires));
+    let aid = atx.id();
+    assert_eq!(c.block(vec![atx]), vec![Outcome::Applied]);
+    assert_eq!(c.state.search_authorization(&aid).unwrap().hospital, h0.public());
+
+    let log = |hospital: &SigningKey, authorization| {
+        Payload::SearchLog(SearchLog {
+            hospital: hospital.public(),
+            authorization,
+            query_digest: Digest([3; 32]),
+            term_count: 2,
+        })
+    };
+    assert!(
+        matches!(rejected(c.one(&[&researcher], log(&h1, aid))), TxError::Malformed { field, .. } if field == "payload.SearchLog.hospital")
+    );
+    assert!(matches!(rejected(c.one(&[&researcher], log(&h0, TxId::default()))), TxError::NotFound { .. }));
+    assert!(matches!(rejected(c.one(&[&doctor], log(&h0, aid))), TxError::RoleNotAllowed { .. }));
+    // Three blocks have passed since: the authorization expired exactly now.
+    assert!(matches!(rejected(c.one(&[&researcher], log(&h0, aid))), TxError::Conflict(m) if m.contains("expired")));
+    assert!(c.state.search_logs().is_empty());
+
+    let atx = c.tx(&[&h0], sa(&researcher, u64::MAX));
+    let aid = atx.id();
+    assert_eq!(c.block(vec![atx]), vec![Outcome::Applied]);
+    assert_eq!(c.one(&[&researcher], log(&h0, aid)), Outcome::Applied);
+    let logs = c.state.search_logs();
+    assert_eq!((logs.len(), logs[0].researcher, logs[0].height), (1, researcher.public(), c.state.height()));
+    assert_eq!(c.state.search_authorizations().count(), 2, "the expired one is still listed");
+}
+
+#[test]
+fn nonces_duplicates_and_expiry() {
+    let mut c = populated().0;
+    let h0 = c.hospitals[0].clone();
+    let chain_id = c.chain_id();
+    assert_eq!(c.state.nonce(&h0.public()), 2);
+    let e = |n: u8| Payload::Enroll(Enroll { key: key(n).public(), role: Role::Patient, name: "p".into() });
+    let mk = |nonce, expiry_height, payload| {
+        TxBody { sender: h0.public(), nonce, expiry_height, payload }.sign(&chain_id, &[&h0])
+    };
+
+    // A nonce that does not advance.
+    let stale = mk(2, 100, e(70));
+    assert_eq!(rejected(c.block(vec![stale]).remove(0)), TxError::StaleNonce { sender: h0.public(), last: 2, got: 2 });
+    // Gaps are allowed; the same transaction twice in one block is a duplicate; a rejected
+    // transaction does not advance the nonce.
+    let t = mk(5, 100, e(71));
+    let dup = t.clone();
+    let behind = mk(4, 100, e(72));
+    let out = c.block(vec![t.clone(), dup, behind]);
+    assert_eq!(out[0], Outcome::Applied);
+    assert_eq!(rejected(out[1].clone()), TxError::Duplicate(t.id()));
+    assert!(matches!(rejected(out[2].clone()), TxError::StaleNonce { last: 5, .. }));
+    assert_eq!(c.state.nonce(&h0.public()), 5);
+    assert!(c.state.is_committed(&t.id()));
+    let rejected_bad = mk(9, 100, e(20));
+    assert!(matches!(rejected(c.block(vec![rejected_bad]).remove(0)), TxError::Conflict(_)));
+    assert_eq!(c.state.nonce(&h0.public()), 5);
+
+    // Expiry height: valid at exactly the expiry height, not after.
+    let h = c.state.height() + 1;
+    assert_eq!(c.block(vec![mk(6, h, e(73))]), vec![Outcome::Applied]);
+    let h = c.state.height() + 1;
+    assert_eq!(
+        rejected(c.block(vec![mk(7, h - 1, e(74))]).remove(0)),
+        TxError::Expired { expiry_height: h - 1, height: h }
+    );
+    // check() sees the same.
+    assert_eq!(
+        c.state.check(&mk(8, h, e(75)), h + 1, c.time_ms),
+        Err(TxError::Expired { expiry_height: h, height: h + 1 })
+    );
+    assert_eq!(c.state.check(&mk(8, h, e(75)), h, c.time_ms), Ok(()));
+}
+
+#[test]
+fn stateless_checks_name_the_field() {
+    let (c, doctor, patient, _) = populated();
+    let h0 = c.hospitals[0].clone();
+    let chain_id = c.chain_id();
+    let sign = |payload: Payload, keys: &[&SigningKey]| {
+        TxBody { sender: keys[0].public(), nonce: 1, expiry_height: 10, payload }.sign(&chain_id, keys)
+    };
+    let field = |tx: &Transaction| check_stateless(tx).unwrap_err().field().unwrap();
+
+    let mut a = anchor(1, &doctor, &patient, &h0, "Condition");
+    a.blob_locator = "x".repeat(LOCATOR_BYTES_MAX + 1);
+    let tx = sign(Payload::AnchorRecord(a.clone()), &[&doctor, &patient]);
+    assert_eq!(
+        check_stateless(&tx),
+        Err(TxError::Oversize {
+            field: "payload.AnchorRecord.blob_locator".into(),
+            size: LOCATOR_BYTES_MAX + 1,
+            max: LOCATOR_BYTES_MAX
+        })
+    );
+    a.blob_locator = "ok".into();
+    a.ciphertext_len = 0;
+    assert_eq!(
+        field(&sign(Payload::AnchorRecord(a.clone()), &[&doctor, &patient])),
+        "payload.AnchorRecord.ciphertext_len"
+    );
+    a.ciphertext_len = 1;
+    a.data_type = String::new();
+    assert_eq!(field(&sign(Payload::AnchorRecord(a.clone()), &[&doctor, &patient])), "payload.AnchorRecord.data_type");
+    a.data_type = "Condition".into();
+    a.index_labels = vec![[0; 16]; 257];
+    assert_eq!(
+        field(&sign(Payload::AnchorRecord(a.clone()), &[&doctor, &patient])),
+        "payload.AnchorRecord.index_labels"
+    );
+    a.index_labels = vec![];
+    a.encrypted_data_key = vec![0; 1025];
+    assert_eq!(
+        field(&sign(Payload::AnchorRecord(a.clone()), &[&doctor, &patient])),
+        "payload.AnchorRecord.encrypted_data_key"
+    );
+    a.encrypted_data_key = vec![];
+    // The author must be the sender.
+    assert_eq!(field(&sign(Payload::AnchorRecord(a.clone()), &[&h0, &patient])), "payload.AnchorRecord.author");
+    // Missing the owner's co-signature.
+    let tx = sign(Payload::AnchorRecord(a.clone()), &[&doctor]);
+    assert_eq!(check_stateless(&tx), Err(TxError::WrongSignatureCount { expected: 2, got: 1 }));
+    assert_eq!(verify_signatures(&tx, &chain_id), Err(TxError::WrongSignatureCount { expected: 2, got: 1 }));
+    // Nonce 0.
+    let mut tx = sign(Payload::AnchorRecord(a.clone()), &[&doctor, &patient]);
+    check_stateless(&tx).unwrap();
+    tx.body.nonce = 0;
+    assert_eq!(field(&tx), "body.nonce");
+
+    let grant = |scope, purpose: usize| {
+        sign(
+            Payload::Grant(Grant { grantee: doctor.public(), scope, purpose: "p".repeat(purpose), expires_at_ms: 1 }),
+            &[&patient],
+        )
+    };
+    assert_eq!(field(&grant(GrantScope::Records(vec![]), 1)), "payload.Grant.scope.Records");
+    assert_eq!(field(&grant(GrantScope::Records(vec![Digest([1; 32]); 2]), 1)), "payload.Grant.scope.Records");
+    assert_eq!(field(&grant(GrantScope::Records(vec![Digest([1; 32])]), 257)), "payload.Grant.purpose");
+    let dt = |types: Vec<&str>, from_ms, to_ms| GrantScope::DataTypes {
+        data_types: types.into_iter().map(String::from).collect(),
+        from_ms,
+        to_ms,
+    };
+    assert_eq!(field(&grant(dt(vec!["A"], 5, 5), 1)), "payload.Grant.scope.DataTypes.from_ms");
+    assert_eq!(field(&grant(dt(vec![], 1, 5), 1)), "payload.Grant.scope.DataTypes.data_types");
+    assert_eq!(field(&grant(dt(vec!["A"; 33], 1, 5), 1)), "payload.Grant.scope.DataTypes.data_types");
+    let long = "t".repeat(65);
+    assert_eq!(field(&grant(dt(vec!["A", &long], 1, 5), 1)), "payload.Grant.scope.DataTypes.data_types[1]");
+    check_stateless(&grant(dt(vec!["A", "B"], 1, 5), 256)).unwrap();
+
+    let enroll =
+        |name: String| sign(Payload::Enroll(Enroll { key: doctor.public(), role: Role::Doctor, name }), &[&h0]);
+    assert_eq!(field(&enroll(String::new())), "payload.Enroll.name");
+    assert_eq!(field(&enroll("n".repeat(129))), "payload.Enroll.name");
+    let sa = sign(
+        Payload::SearchAuthorization(SearchAuthorization {
+            researcher: doctor.public(),
+            purpose: "p".repeat(257),
+            expires_at_ms: 1,
+        }),
+        &[&h0],
+    );
+    assert_eq!(field(&sa), "payload.SearchAuthorization.purpose");
+
+    // The whole transaction over TX_BYTES_MAX (enough labels and key, each within its own limit).
+    a.index_labels = vec![[0; 16]; 256];
+    a.encrypted_data_key = vec![0; 1024];
+    a.blob_locator = "l".repeat(512);
+    let mut big = sign(Payload::AnchorRecord(a), &[&doctor, &patient]);
+    check_stateless(&big).unwrap();
+    if let Payload::AnchorRecord(a) = &mut big.body.payload {
+        a.index_labels = vec![[0; 16]; 256];
+    }
+    // 200 signatures push it over the size limit, which is checked before their count.
+    big.signatures = vec![big.signatures[0]; 200];
+    assert!(matches!(check_stateless(&big), Err(TxError::Oversize { field, .. }) if field == "transaction"));
+    // The state refuses what check_stateless refuses.
+    assert!(matches!(c.state.check(&big, 1, 0), Err(TxError::Oversize { .. })));
+}
+
+#[test]
+fn signature_checks_match_verify_signatures() {
+    let (c, doctor, patient, _) = populated();
+    let h0 = c.hospitals[0].clone();
+    let chain_id = c.chain_id();
+    let a = anchor(1, &doctor, &patient, &h0, "Condition");
+    let body = TxBody { sender: doctor.public(), nonce: 1, expiry_height: 10, payload: Payload::AnchorRecord(a) };
+    let tx = body.clone().sign(&chain_id, &[&doctor, &patient]);
+    let checks = signature_checks(&tx, &chain_id);
+    assert_eq!(checks.len(), 2);
+    assert_eq!((checks[0].key, checks[1].key), (doctor.public(), patient.public()));
+    assert!(checks.iter().all(|k| engine::crypto::verify_raw(&k.key, &k.sig, &k.msg)));
+    verify_signatures(&tx, &chain_id).unwrap();
+
+    // Owner's signature by the wrong key: index 1 is named.
+    let forged = body.clone().sign(&chain_id, &[&doctor, &doctor]);
+    assert_eq!(
+        verify_signatures(&forged, &chain_id),
+        Err(TxError::BadSignature { index: 1, signer: patient.public() })
+    );
+    let checks = signature_checks(&forged, &chain_id);
+    assert!(!engine::crypto::verify_raw(&checks[1].key, &checks[1].sig, &checks[1].msg));
+    // Signed for another chain.
+    let other = ChainId::new("other-chain").unwrap();
+    let wrong_chain = body.sign(&other, &[&doctor, &patient]);
+    assert_eq!(
+        verify_signatures(&wrong_chain, &chain_id),
+        Err(TxError::BadSignature { index: 0, signer: doctor.public() })
+    );
+}
+
+#[test]
+fn applying_the_same_blocks_gives_equal_states_and_receipts() {
+    let (mut c, doctor, patient, doctor2) = populated();
+    let h0 = c.hospitals[0].clone();
+    let mut blocks = Vec::new();
+    let mut all_receipts = Vec::new();
+    for i in 0..5u8 {
+        let a = anchor(i + 1, &doctor, &patient, &h0, "Condition");
+        let t1 = c.tx(&[&doctor, &patient], Payload::AnchorRecord(a));
+        let g = Grant {
+            grantee: doctor2.public(),
+            scope: GrantScope::Records(vec![Digest([i + 1; 32])]),
+            purpose: "x".into(),
+            expires_at_ms: u64::MAX,
+        };
+        let t2 = c.tx(&[&patient], Payload::Grant(g));
+        c.time_ms += 1000;
+        let block = make_block(&c.state, c.time_ms, vec![t1, t2]);
+        all_receipts.push(c.state.apply_block(&block));
+        blocks.push(block);
+    }
+    // Replay from a fresh genesis state, after the enrolment blocks that `populated` made.
+    let mut c2 = populated().0;
+    for (b, r) in blocks.iter().zip(&all_receipts) {
+        assert_eq!(&c2.state.apply_block(b), r);
+        assert!(r.iter().all(|r| r.outcome == Outcome::Applied));
+    }
+    assert_eq!(c2.state, c.state);
+    assert_eq!(c.state.records_of(&patient.public()).len(), 5);
+    assert_ne!(State::from_genesis(&c.genesis), c.state);
+}
+
+#[test]
+#[should_panic(expected = "does not extend")]
+fn apply_block_refuses_a_block_that_does_not_extend_the_head() {
+    let mut c = Chain::new();
+    let mut block = make_block(&c.state, T0, vec![]);
+    block.header.prev_hash = Digest([1; 32]);
+    c.state.apply_block(&block);
+}
