@@ -6,11 +6,10 @@
 //! certificate and its receipts survive a crash together, or none of them do.
 
 mod mem;
-#[allow(unused)]
 mod redb_store;
 
-// pub use mem::MemStorage;
-// pub use redb_store::RedbStorage;
+pub use mem::MemStorage;
+pub use redb_store::RedbStorage;
 
 use crate::block::CommittedBlock;
 use crate::codec::Digest;
@@ -75,4 +74,50 @@ pub trait Storage: Send {
     fn consensus_entries(&self) -> StorageResult<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Removes consensus-log entries whose key is below `key` (log truncation at a checkpoint).
     fn prune_consensus_below(&mut self, key: &[u8]) -> StorageResult<()>;
+}
+
+/// Checks that `committed` may be appended to a chain whose head is `head`: a genesis is stored,
+/// the block is at head height + 1 and links to the head hash, its certificate is for this block,
+/// and there is one receipt per transaction. Shared by every implementation so they refuse the
+/// same things.
+pub(crate) fn check_extends(
+    head: Option<(u64, Digest)>,
+    committed: &CommittedBlock,
+    receipts: &[Receipt],
+) -> StorageResult<()> {
+    let Some((height, hash)) = head else {
+        return Err(StorageError::Misuse("commit_block before put_genesis".into()));
+    };
+    let header = &committed.block.header;
+    if header.height != height + 1 {
+        return Err(StorageError::Misuse(format!(
+            "block at height {} does not extend the head at height {height}",
+            header.height
+        )));
+    }
+    if header.prev_hash != hash {
+        return Err(StorageError::Misuse(format!(
+            "block {}'s prev_hash {} is not the head hash {hash}",
+            header.height, header.prev_hash
+        )));
+    }
+    let cert = &committed.certificate;
+    if cert.height != header.height || cert.block_hash != committed.block.hash() {
+        return Err(StorageError::Misuse(format!(
+            "the certificate is for height {} block {}, not for block {} at height {}",
+            cert.height,
+            cert.block_hash,
+            committed.block.hash(),
+            header.height
+        )));
+    }
+    if receipts.len() != committed.block.txs.len() {
+        return Err(StorageError::Misuse(format!(
+            "{} receipts for {} transactions at height {}",
+            receipts.len(),
+            committed.block.txs.len(),
+            header.height
+        )));
+    }
+    Ok(())
 }
