@@ -8,4 +8,6 @@
 #![warn(missing_docs)]
 
 pub mod limits;
+pub mod metrics;
 pub mod tls;
+pub mod transport;
