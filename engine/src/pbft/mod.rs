@@ -6,7 +6,19 @@
 //! performs itself, synchronously, so that a vote is durable before the action that sends it is
 //! returned, and a committed block is durable before `Action::Committed` is returned.
 
+mod chain;
+mod error;
+mod follower;
 pub mod message;
+mod replica;
+pub mod rules;
+#[cfg(test)]
+mod tests;
+
+pub use error::{MessageError, ReplicaError};
+pub use follower::{Follower, FollowerConfig, FollowerStatus};
+pub use replica::{Replica, STATE_CHUNK_BLOCKS_MAX};
+pub use rules::signature_checks;
 
 use crate::block::CommittedBlock;
 use crate::codec::Digest;
@@ -80,6 +92,18 @@ pub enum Action {
         tx: TxId,
         /// Why.
         reason: TxError,
+    },
+    /// A message was refused; for logs and metrics (and for scoring the peer down).
+    Dropped {
+        /// The sender named in the message.
+        from: NodeId,
+        /// Why.
+        reason: MessageError,
+    },
+    /// Storage failed: the replica takes no more input. The driver reports and stops the node.
+    Halted {
+        /// The storage error.
+        reason: String,
     },
 }
 
