@@ -564,7 +564,8 @@ mod tests {
     #[test]
     fn header_faults_are_found() {
         let b = good_chain();
-        let cases: Vec<(u64, &str, Box<dyn Fn(&mut CommittedBlock)>)> = vec![
+        type Edit = Box<dyn Fn(&mut CommittedBlock)>;
+        let cases: Vec<(u64, &str, Edit)> = vec![
             (2, "timestamp", Box::new(|c| c.block.header.timestamp_ms = T0 - 1)),
             (3, "tx_count", Box::new(|c| c.block.header.tx_count += 1)),
             (1, "proposer", Box::new(|c| c.block.header.proposer = 9)),

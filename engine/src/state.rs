@@ -511,11 +511,11 @@ impl State {
     }
 
     fn check_enroll(&self, sender: Sender, e: &Enroll) -> Result<(), TxError> {
-        let allowed = match (sender.role, e.role) {
-            (None, Role::Hospital | Role::Auditor | Role::Researcher) => true,
-            (Some(Role::Hospital), Role::Doctor | Role::Patient) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (sender.role, e.role),
+            (None, Role::Hospital | Role::Auditor | Role::Researcher)
+                | (Some(Role::Hospital), Role::Doctor | Role::Patient)
+        );
         if !allowed {
             return Err(sender.not_allowed(&format!("enrol a participant as {:?}", e.role)));
         }
