@@ -1,13 +1,19 @@
 //! medchain's async shell: everything that talks to the outside world.
 //!
-//! Owns the consortium PKI ([`tls`]), QUIC peer links ([`transport`]), the PBFT driver and node
-//! assembly ([`node`]), and the HTTP API ([`api`]). It never decides anything about the chain:
-//! validation and consensus live in `engine`, which this crate feeds and obeys. This is the only
-//! crate that spawns tasks or reads the system clock.
+//! Owns the consortium PKI ([`tls`]), QUIC peer links ([`transport`]), the PBFT driver
+//! ([`driver`]) and node assembly ([`node`]), and the HTTP API ([`api`]). It never decides
+//! anything about the chain: validation and consensus live in `engine`, which this crate feeds
+//! and obeys. This is the only crate that spawns tasks or reads the system clock.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod core;
+pub mod driver;
 pub mod limits;
 pub mod metrics;
+pub mod node;
 pub mod tls;
 pub mod transport;
+
+pub use node::{Node, NodeConfig, NodeError, NodeHandle, NodeOptions, PeerConfig};

@@ -102,3 +102,85 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Writes the consortium's files for node `i` into `dir` and returns its configuration
+/// (addresses on loopback, port 0 unless given).
+pub fn node_files(
+    c: &Consortium,
+    dir: &std::path::Path,
+    i: usize,
+    p2p_port: u16,
+) -> net::NodeConfig {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("genesis.bin"), engine::codec::encode(&*c.genesis)).unwrap();
+    std::fs::write(dir.join("ca.pem"), &c.ca_pem).unwrap();
+    let name = &c.names[i];
+    std::fs::write(
+        dir.join(format!("{name}.key")),
+        hex::encode(c.keys[i].seed()),
+    )
+    .unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), &c.cert_pems[i]).unwrap();
+    let text = format!(
+        r#"
+name = "{name}"
+data_dir = "{name}-data"
+p2p_listen = "127.0.0.1:{p2p_port}"
+http_listen = "127.0.0.1:0"
+genesis = "genesis.bin"
+node_key = "{name}.key"
+ca_cert = "ca.pem"
+node_cert = "{name}.pem"
+batch_delay_ms = 5
+view_change_timeout_ms = 1500
+"#
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    net::NodeConfig::load(&path).unwrap()
+}
+
+/// A hospital (validator `sender`) enrols a new patient: a transaction any validator accepts.
+pub fn enroll(
+    c: &Consortium,
+    sender: usize,
+    nonce: u64,
+    patient_seed: u8,
+) -> engine::tx::Transaction {
+    use engine::tx::{Enroll, Payload, Role, TxBody};
+    let patient = SigningKey::from_seed([patient_seed; 32]).public();
+    let body = TxBody {
+        sender: c.keys[sender].public(),
+        nonce,
+        expiry_height: 1_000_000,
+        payload: Payload::Enroll(Enroll {
+            key: patient,
+            role: Role::Patient,
+            name: format!("patient-{patient_seed}"),
+        }),
+    };
+    body.sign(&c.chain_id, &[&c.keys[sender]])
+}
+
+/// `http://ADDR`.
+pub fn base(addr: std::net::SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+/// GET a JSON document; returns the status code and the body.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let r = http.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// POST a JSON document; returns the status code and the body.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = http.post(url).json(body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}

@@ -1,0 +1,513 @@
+//! The HTTP API under `/v1` (JSON) and `/metrics` (Prometheus text).
+//!
+//! Every refusal is a 4xx (or 503 when the node cannot serve) with
+//! `{"error":{"code":…,"message":…,"field":…}}`; `code` is stable and machine-readable,
+//! `message` says what to do, `field` names the input to fix when there is one. Transactions are
+//! decoded strictly, checked statelessly and signature-verified in one batch before the replica
+//! sees them; nothing a client sends can panic the node.
+
+use crate::driver::{tx_error_code, verify_checks, DriverInput, Tracked};
+use crate::limits::{HTTP_BATCH_TXS_MAX, HTTP_BODY_BYTES_MAX};
+use crate::node::{NodeShared, Role};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use engine::codec::Digest;
+use engine::state::{check_stateless, Outcome, TxError};
+use engine::tx::{Transaction, TxId};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// A refusal as the API reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    /// HTTP status.
+    #[serde(skip)]
+    pub status: u16,
+    /// Stable machine-readable code (`bad_signature`, `stale_nonce`, `malformed_hex`, …).
+    pub code: String,
+    /// What is wrong and what to do.
+    pub message: String,
+    /// The input to fix, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        code: &str,
+        message: impl Into<String>,
+        field: Option<&str>,
+    ) -> Self {
+        ApiError {
+            status: status.as_u16(),
+            code: code.into(),
+            message: message.into(),
+            field: field.map(Into::into),
+        }
+    }
+
+    fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the node is stopping or has halted",
+            None,
+        )
+    }
+
+    fn from_tx_error(e: &TxError, field_prefix: &str) -> Self {
+        let status = match e {
+            TxError::Duplicate(_) => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let field = e.field().map(|f| format!("{field_prefix}{f}"));
+        ApiError {
+            status: status.as_u16(),
+            code: tx_error_code(e).into(),
+            message: e.to_string(),
+            field,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, Json(json!({ "error": self }))).into_response()
+    }
+}
+
+type Shared = State<Arc<NodeShared>>;
+
+/// The API's routes over a node.
+pub(crate) fn router(node: Arc<NodeShared>) -> Router {
+    Router::new()
+        .route("/v1/transactions", post(submit_one))
+        .route("/v1/transactions/batch", post(submit_batch))
+        .route("/v1/transactions/{id}", get(tx_status))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_endpoint",
+                "no such endpoint; see /v1/status",
+                None,
+            )
+        })
+        .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+        .with_state(node)
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(
+            status,
+            code,
+            format!("{e} (the limit is {HTTP_BODY_BYTES_MAX} bytes)"),
+            None,
+        )
+    })
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("the body is not the expected JSON: {e}"),
+            None,
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitOne {
+    tx: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBatch {
+    txs: Vec<String>,
+}
+
+/// Hex → strict canonical decoding → stateless checks.
+fn decode_tx(hex_text: &str, field: &str) -> Result<Transaction, ApiError> {
+    let bytes = hex::decode(hex_text.trim()).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_hex",
+            format!("not hex: {e}; send the canonical encoding of the transaction as hex"),
+            Some(field),
+        )
+    })?;
+    let tx = Transaction::decode(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_transaction",
+            format!("not a canonical transaction encoding: {e}"),
+            Some(field),
+        )
+    })?;
+    check_stateless(&tx).map_err(|e| ApiError::from_tx_error(&e, ""))?;
+    Ok(tx)
+}
+
+/// Checks, verifies and hands over transactions; one result per input, in order.
+async fn submit(
+    node: &Arc<NodeShared>,
+    items: Vec<Result<Transaction, ApiError>>,
+) -> Vec<Result<TxId, ApiError>> {
+    if node.role == Role::Auditor {
+        let e = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read_only_node",
+            "this node is an auditor and accepts no transactions; send them to a validator",
+            None,
+        );
+        return items.into_iter().map(|_| Err(e.clone())).collect();
+    }
+    // Every signature of every transaction in one verify_batch call, off the async threads.
+    let chain_id = node.genesis.chain_id().clone();
+    let (verifier, metrics) = (node.verifier.clone(), node.metrics.clone());
+    let verified = tokio::task::spawn_blocking(move || {
+        let checks: Vec<Vec<_>> = items
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .map(|tx| engine::state::signature_checks(tx, &chain_id))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let flat: Vec<_> = checks.iter().flatten().cloned().collect();
+        let verdicts = verify_checks(&*verifier, &flat, &metrics);
+        let mut at = 0;
+        items
+            .into_iter()
+            .zip(checks)
+            .map(|(item, c)| {
+                let v = &verdicts[at..at + c.len()];
+                at += c.len();
+                let tx = item?;
+                match v.iter().position(|ok| !ok) {
+                    None => Ok(tx),
+                    Some(index) => Err(ApiError::from_tx_error(
+                        &TxError::BadSignature {
+                            index,
+                            signer: c[index].key,
+                        },
+                        "",
+                    )),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let Ok(mut results) = verified else {
+        return vec![Err(ApiError::unavailable())];
+    };
+
+    let txs: Vec<Transaction> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    if txs.is_empty() {
+        return results.into_iter().map(|r| r.map(|tx| tx.id())).collect();
+    }
+    let ids: Vec<TxId> = txs.iter().map(|t| t.id()).collect();
+    if !node.tracker.add_pending(&ids) {
+        let busy = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many pending transactions; retry later",
+            None,
+        );
+        for r in results.iter_mut().filter(|r| r.is_ok()) {
+            *r = Err(busy.clone());
+        }
+        return results.into_iter().map(|r| r.map(|tx| tx.id())).collect();
+    }
+    let (reply, refusals) = oneshot::channel();
+    let sent = node
+        .driver
+        .send(DriverInput::Transactions { txs, reply })
+        .await
+        .is_ok();
+    let refusals = match (sent, refusals.await) {
+        (true, Ok(r)) => r,
+        _ => {
+            for id in &ids {
+                node.tracker.forget(id);
+            }
+            return results
+                .into_iter()
+                .map(|r| r.and(Err(ApiError::unavailable())))
+                .collect();
+        }
+    };
+    let refused: std::collections::HashMap<TxId, TxError> = refusals.into_iter().collect();
+    results
+        .into_iter()
+        .map(|r| {
+            let id = r?.id();
+            match refused.get(&id) {
+                Some(e) => Err(ApiError::from_tx_error(e, "")),
+                None => {
+                    node.metrics
+                        .txs_accepted
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(id)
+                }
+            }
+        })
+        .collect()
+}
+
+fn count_refusal(node: &NodeShared, e: &ApiError) {
+    // Codes are a small fixed set; leak-free static labels via a match on known ones.
+    let label: &'static str = match e.code.as_str() {
+        "malformed_hex" => "malformed_hex",
+        "malformed_transaction" => "malformed_transaction",
+        "bad_signature" => "bad_signature",
+        "wrong_signature_count" => "wrong_signature_count",
+        "stale_nonce" => "stale_nonce",
+        "expired" => "expired",
+        "unknown_participant" => "unknown_participant",
+        "role_not_allowed" => "role_not_allowed",
+        "malformed" => "malformed",
+        "oversize" => "oversize",
+        "not_found" => "not_found",
+        "conflict" => "conflict",
+        "duplicate" => "duplicate",
+        "busy" => "busy",
+        _ => "other",
+    };
+    // Refusals by the replica are counted by the driver already.
+    if matches!(
+        label,
+        "malformed_hex"
+            | "malformed_transaction"
+            | "bad_signature"
+            | "wrong_signature_count"
+            | "malformed"
+            | "oversize"
+            | "busy"
+    ) {
+        node.metrics.txs_refused.inc(label);
+    }
+}
+
+async fn submit_one(
+    State(node): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: SubmitOne = parse_json(&body_bytes(body)?)?;
+    let item = decode_tx(&req.tx, "tx");
+    let result = submit(&node, vec![item])
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Err(ApiError::unavailable()));
+    match result {
+        Ok(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id.to_hex() }))).into_response()),
+        Err(e) => {
+            count_refusal(&node, &e);
+            Err(e)
+        }
+    }
+}
+
+async fn submit_batch(
+    State(node): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: SubmitBatch = parse_json(&body_bytes(body)?)?;
+    if req.txs.len() > HTTP_BATCH_TXS_MAX {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "{} transactions in one batch; the limit is {HTTP_BATCH_TXS_MAX}",
+                req.txs.len()
+            ),
+            Some("txs"),
+        ));
+    }
+    let items = req
+        .txs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| decode_tx(t, &format!("txs[{i}]")))
+        .collect();
+    let results = submit(&node, items).await;
+    let mut accepted = 0usize;
+    let out: Vec<Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(id) => {
+                accepted += 1;
+                json!({ "id": id.to_hex() })
+            }
+            Err(e) => {
+                count_refusal(&node, &e);
+                json!({ "error": e })
+            }
+        })
+        .collect();
+    let refused = out.len() - accepted;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "accepted": accepted, "refused": refused, "results": out })),
+    )
+        .into_response())
+}
+
+fn parse_tx_id(text: &str) -> Result<TxId, ApiError> {
+    Digest::from_hex(text).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_id",
+            format!("a transaction id is 64 hex characters: {e}"),
+            Some("id"),
+        )
+    })
+}
+
+async fn tx_status(State(node): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_tx_id(&id)?;
+    if let Tracked::Pending = node.tracker.get(&id) {
+        return Ok(Json(json!({ "status": "pending" })).into_response());
+    }
+    let committed = node
+        .query(move |core| -> Result<Option<(u64, Outcome)>, String> {
+            let storage = core.storage();
+            let Some(loc) = storage.tx_location(&id).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            let receipts = storage
+                .receipts(loc.height)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            let outcome = receipts
+                .get(loc.index as usize)
+                .map(|r| r.outcome.clone())
+                .unwrap_or(Outcome::Applied);
+            Ok(Some((loc.height, outcome)))
+        })
+        .await
+        .ok_or_else(ApiError::unavailable)?
+        .map_err(storage_error)?;
+    match committed {
+        Some((height, Outcome::Applied)) => Ok(Json(json!({ "status": "committed", "height": height })).into_response()),
+        Some((height, Outcome::Rejected(e))) => Ok(Json(json!({
+            "status": "rejected", "height": height, "reason": e.to_string(), "code": tx_error_code(&e)
+        }))
+        .into_response()),
+        None => match node.tracker.get(&id) {
+            Tracked::Refused(e) => {
+                Ok(Json(json!({ "status": "rejected", "reason": e.to_string(), "code": tx_error_code(&e) })).into_response())
+            }
+            // Committed between the two looks.
+            Tracked::Pending => Ok(Json(json!({ "status": "pending" })).into_response()),
+            Tracked::Unknown => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_transaction",
+                format!("transaction {id} is not known to this node"),
+                Some("id"),
+            )),
+        },
+    }
+}
+
+fn storage_error(e: String) -> ApiError {
+    tracing::error!(error = %e, "storage read failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage",
+        format!("reading the chain failed: {e}"),
+        None,
+    )
+}
+
+async fn block(State(node): Shared, Path(height): Path<String>) -> Result<Response, ApiError> {
+    let height: u64 = height.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_height",
+            "a block height is a non-negative integer",
+            Some("height"),
+        )
+    })?;
+    let found = node
+        .query(move |core| core.storage().block(height).map_err(|e| e.to_string()))
+        .await
+        .ok_or_else(ApiError::unavailable)?
+        .map_err(storage_error)?;
+    let Some(cb) = found else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_block",
+            format!("no committed block at height {height}"),
+            Some("height"),
+        ));
+    };
+    Ok(Json(json!({
+        "height": height,
+        "hash": cb.block.hash().to_hex(),
+        "block": cb.block,
+        "certificate": cb.certificate,
+    }))
+    .into_response())
+}
+
+async fn status(State(node): Shared) -> Response {
+    let s = node.status.read().clone();
+    let primary_name = s
+        .primary
+        .and_then(|p| node.genesis.body.validators.get(p as usize))
+        .map(|v| v.name.clone());
+    Json(json!({
+        "name": node.name,
+        "node_id": node.me,
+        "role": node.role,
+        "chain_id": node.genesis.chain_id().as_str(),
+        "height": s.height,
+        "head": s.head.to_hex(),
+        "view": s.view,
+        "primary": s.primary,
+        "primary_name": primary_name,
+        "view_changing": s.view_changing,
+        "pending_txs": s.pending_txs,
+        "peers": node.transport.peers(),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(node): Shared) -> Response {
+    let body = node.metrics.render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
