@@ -439,7 +439,7 @@ impl State {
     /// too; signatures are NOT checked (callers verify them in batches first).
     pub fn check(&self, tx: &Transaction, height: u64, timestamp_ms: u64) -> Result<(), TxError> {
         check_stateless(tx)?;
-        self.check_stateful(tx, At { height, timestamp_ms })
+        self.check_stateful(tx, tx.id(), At { height, timestamp_ms })
     }
 
     /// Applies a block whose signatures the caller has already verified: each transaction is
@@ -460,7 +460,7 @@ impl State {
             .iter()
             .map(|tx| {
                 let id = tx.id();
-                let outcome = match check_stateless(tx).and_then(|()| self.check_stateful(tx, at)) {
+                let outcome = match check_stateless(tx).and_then(|()| self.check_stateful(tx, id, at)) {
                     Ok(()) => {
                         self.apply(tx, id, at);
                         Outcome::Applied
@@ -476,9 +476,8 @@ impl State {
         receipts
     }
 
-    fn check_stateful(&self, tx: &Transaction, at: At) -> Result<(), TxError> {
+    fn check_stateful(&self, tx: &Transaction, id: TxId, at: At) -> Result<(), TxError> {
         let body = &tx.body;
-        let id = tx.id();
         if self.committed_txs.contains(&id) {
             return Err(TxError::Duplicate(id));
         }

@@ -661,3 +661,196 @@ fn apply_block_refuses_a_block_that_does_not_extend_the_head() {
     block.header.prev_hash = Digest([1; 32]);
     c.state.apply_block(&block);
 }
+
+/// Random transactions over a small universe of keys, records and grants, mostly from senders
+/// with the right role, so that every rule fires both ways. Each goes in its own block, whose
+/// outcome must be what `State::check` said on the state before it; a rejected one must change
+/// nothing (compared with an empty block under the same header).
+#[test]
+fn random_transactions_check_agrees_with_apply_and_rejections_change_nothing() {
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    let roles = [Role::Hospital, Role::Auditor, Role::Researcher, Role::Doctor, Role::Patient];
+    let doctors = [10u8, 11, 12];
+    let patients = [14u8, 15, 16];
+    let researchers = [18u8, 19];
+    let mut counts: BTreeMap<(&str, bool), u32> = BTreeMap::new();
+    for seed in 0..6u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut c = Chain::new();
+        let (ca, h1, h2) = (c.ca.clone(), c.hospitals[0].clone(), c.hospitals[1].clone());
+        for (by, k, role) in [
+            (&h1, 10, Role::Doctor),
+            (&h1, 11, Role::Doctor),
+            (&h2, 12, Role::Doctor),
+            (&h1, 14, Role::Patient),
+            (&h1, 15, Role::Patient),
+            (&h2, 16, Role::Patient),
+            (&ca, 18, Role::Researcher),
+            (&ca, 19, Role::Researcher),
+        ] {
+            c.enroll(by, &key(k), role);
+        }
+        let mut grant_ids = vec![TxId::default()];
+        let mut auth_ids = vec![TxId::default()];
+        for _ in 0..200 {
+            let any = |rng: &mut rand::rngs::StdRng| -> u8 {
+                *[1u8, 2, 3, 10, 11, 12, 14, 15, 16, 18, 19, 30, 200].get(rng.gen_range(0..13)).unwrap_or(&1)
+            };
+            let one_of = |rng: &mut rand::rngs::StdRng, set: &[u8]| -> u8 {
+                if rng.gen_bool(0.15) {
+                    any(rng)
+                } else {
+                    set[rng.gen_range(0..set.len())]
+                }
+            };
+            let record = Digest([rng.gen_range(1..=6u8); 32]);
+            let (sender, other, payload) = match rng.gen_range(0..7) {
+                0 => {
+                    let sender = one_of(&mut rng, &[200, 1, 2]);
+                    let other = rng.gen_range(20..=40);
+                    let role = roles[rng.gen_range(0..roles.len())];
+                    (sender, other, Payload::Enroll(Enroll { key: key(other).public(), role, name: "n".into() }))
+                }
+                1 => {
+                    let (doctor, owner) = (one_of(&mut rng, &doctors), one_of(&mut rng, &patients));
+                    let hospital = if doctor == 12 { 2 } else { one_of(&mut rng, &[1]) };
+                    let mut a = anchor(record.0[0], &key(doctor), &key(owner), &key(hospital), "Condition");
+                    a.created_at_ms = T0 + rng.gen_range(0..4) * 1000;
+                    (doctor, owner, Payload::AnchorRecord(a))
+                }
+                2 => {
+                    let (owner, grantee) = (one_of(&mut rng, &patients), one_of(&mut rng, &[10, 11, 12, 18, 19]));
+                    let scope = if rng.gen() {
+                        GrantScope::Records(vec![record])
+                    } else {
+                        GrantScope::DataTypes { data_types: vec!["Condition".into()], from_ms: T0, to_ms: T0 + 2000 }
+                    };
+                    let expires_at_ms = c.time_ms + rng.gen_range(0..30_000);
+                    (
+                        owner,
+                        grantee,
+                        Payload::Grant(Grant {
+                            grantee: key(grantee).public(),
+                            scope,
+                            purpose: String::new(),
+                            expires_at_ms,
+                        }),
+                    )
+                }
+                3 => {
+                    let grant = grant_ids[rng.gen_range(0..grant_ids.len())];
+                    let owner = c
+                        .state
+                        .grant(&grant)
+                        .map_or(14, |g| patients.iter().copied().find(|p| key(*p).public() == g.owner).unwrap_or(14));
+                    let sender = if rng.gen_bool(0.8) { owner } else { any(&mut rng) };
+                    (sender, sender, Payload::Revoke(Revoke { grant }))
+                }
+                4 => {
+                    let all = [10u8, 11, 12, 14, 15, 16, 18, 19];
+                    let who = |k: &PublicKey| all.iter().copied().find(|a| key(*a).public() == *k).unwrap_or(30);
+                    let grant = grant_ids[rng.gen_range(0..grant_ids.len())];
+                    let (reader, record, grant) = match (rng.gen_range(0..3), c.state.grant(&grant)) {
+                        // The owner reads one of their records.
+                        (0, _) => {
+                            let owner = one_of(&mut rng, &patients);
+                            let mine = c.state.records_of(&key(owner).public());
+                            let record = mine.first().map_or(record, |r| r.anchor.record_id);
+                            (owner, record, None)
+                        }
+                        // The grantee reads a record the grant may cover.
+                        (1, Some(g)) => {
+                            let record = match &g.grant.scope {
+                                GrantScope::Records(ids) => ids[0],
+                                GrantScope::DataTypes { .. } => {
+                                    let theirs = c.state.records_of(&g.owner);
+                                    theirs
+                                        .get(rng.gen_range(0..theirs.len().max(1)))
+                                        .map_or(record, |r| r.anchor.record_id)
+                                }
+                            };
+                            (who(&g.grant.grantee), record, Some(grant))
+                        }
+                        _ => (one_of(&mut rng, &all), record, if rng.gen() { None } else { Some(grant) }),
+                    };
+                    (reader, reader, Payload::ReadRequest(ReadRequest { record, grant }))
+                }
+                5 => {
+                    let (hospital, researcher) = (one_of(&mut rng, &[1, 2, 3]), one_of(&mut rng, &researchers));
+                    let expires_at_ms = c.time_ms + rng.gen_range(0..30_000);
+                    let p = SearchAuthorization {
+                        researcher: key(researcher).public(),
+                        purpose: String::new(),
+                        expires_at_ms,
+                    };
+                    (hospital, researcher, Payload::SearchAuthorization(p))
+                }
+                _ => {
+                    let authorization = auth_ids[rng.gen_range(0..auth_ids.len())];
+                    let (researcher, hospital) = match c.state.search_authorization(&authorization) {
+                        Some(a) if rng.gen_bool(0.8) => (
+                            researchers
+                                .iter()
+                                .copied()
+                                .find(|r| key(*r).public() == a.authorization.researcher)
+                                .unwrap_or(18),
+                            [1u8, 2, 3].iter().copied().find(|h| key(*h).public() == a.hospital).unwrap_or(1),
+                        ),
+                        _ => (one_of(&mut rng, &researchers), one_of(&mut rng, &[1, 2, 3])),
+                    };
+                    let log = SearchLog {
+                        hospital: key(hospital).public(),
+                        authorization,
+                        query_digest: Digest::ZERO,
+                        term_count: 1,
+                    };
+                    (researcher, researcher, Payload::SearchLog(log))
+                }
+            };
+            let kind = payload.kind();
+            let signers: Vec<SigningKey> = match &payload {
+                Payload::AnchorRecord(a) if a.owner != key(sender).public() => vec![key(sender), key(other)],
+                _ => vec![key(sender)],
+            };
+            if rng.gen_bool(0.03) {
+                // Now and then, reuse a nonce.
+                c.nonces.insert(key(sender).public(), 0);
+            }
+            let tx = c.tx(&signers.iter().collect::<Vec<_>>(), payload);
+            let before = c.state.clone();
+            c.time_ms += 1000;
+            let block = make_block(&c.state, c.time_ms, vec![tx.clone()]);
+            let expected = before.check(&tx, block.header.height, block.header.timestamp_ms);
+            let outcome = c.state.apply_block(&block).remove(0).outcome;
+            match (expected, outcome) {
+                (Ok(()), Outcome::Applied) => {
+                    *counts.entry((kind, true)).or_default() += 1;
+                    match kind {
+                        "Grant" => grant_ids.push(tx.id()),
+                        "SearchAuthorization" => auth_ids.push(tx.id()),
+                        _ => {}
+                    }
+                }
+                (Err(e), Outcome::Rejected(r)) => {
+                    assert_eq!(e, r);
+                    *counts.entry((kind, false)).or_default() += 1;
+                    let mut empty = block.clone();
+                    empty.txs.clear();
+                    let mut unchanged = before.clone();
+                    unchanged.apply_block(&empty);
+                    assert_eq!(unchanged, c.state, "a rejected {kind} changed the state: {r}");
+                }
+                (e, o) => panic!("check says {e:?} but apply gives {o:?} for {kind}"),
+            }
+            c.nonces.insert(key(sender).public(), c.state.nonce(&key(sender).public()));
+        }
+    }
+    // Every kind both applied and rejected, several times.
+    for kind in ["Enroll", "AnchorRecord", "Grant", "Revoke", "ReadRequest", "SearchAuthorization", "SearchLog"] {
+        for ok in [true, false] {
+            let n = counts.get(&(kind, ok)).copied().unwrap_or(0);
+            assert!(n >= 5, "{kind} {} only {n} times: {counts:?}", if ok { "applied" } else { "rejected" });
+        }
+    }
+}
