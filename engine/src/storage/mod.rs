@@ -57,8 +57,11 @@ pub trait Storage: Send {
     fn put_genesis(&mut self, genesis: &Genesis) -> StorageResult<()>;
     /// Height and hash of the last committed block (height 0 and the genesis hash if none).
     fn head(&self) -> StorageResult<Option<(u64, Digest)>>;
-    /// Atomically and durably appends a block with its certificate and per-transaction receipts.
-    /// The block must be at head height + 1.
+    /// Atomically and durably appends a block with its certificate and per-transaction receipts,
+    /// and indexes its transactions (a transaction included twice keeps its first location).
+    /// The block must be at head height + 1 and link to the head hash, its certificate must name
+    /// this block, and there must be one receipt per transaction; otherwise the call fails with
+    /// [`StorageError::Misuse`] and writes nothing. Signatures are not checked here.
     fn commit_block(&mut self, committed: &CommittedBlock, receipts: &[Receipt]) -> StorageResult<()>;
     /// The committed block at `height` (1-based), with its certificate.
     fn block(&self, height: u64) -> StorageResult<Option<CommittedBlock>>;
