@@ -910,7 +910,7 @@ impl<S: Storage> Replica<S> {
             )
             .into());
         }
-        if h.timestamp_ms > self.now_ms + TIMESTAMP_AHEAD_MS_MAX {
+        if h.timestamp_ms > self.now_ms.saturating_add(TIMESTAMP_AHEAD_MS_MAX) {
             return Err(MessageError::BadHeader(format!(
                 "timestamp {} is more than {TIMESTAMP_AHEAD_MS_MAX} ms ahead of {}",
                 h.timestamp_ms, self.now_ms

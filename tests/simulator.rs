@@ -1,0 +1,51 @@
+//! The deterministic cluster simulator over a fixed set of seeds: n = 4 and n = 7, each seed
+//! with its own mix of drops, duplicates, delays, partitions, crashes with restart from storage,
+//! and (for a third of them) an equivocating Byzantine primary. A failure names its seed and the
+//! command that replays it.
+
+use std::time::Instant;
+
+/// Runs `seeds` with `validators` replicas; reports every failure, not only the first.
+fn run_seeds(seeds: std::ops::Range<u64>, validators: usize) {
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let mut views = 0;
+    let count = seeds.end - seeds.start;
+    for seed in seeds {
+        match sim::run(seed, validators) {
+            Ok(s) => views += s.max_view,
+            Err(f) => failures.push(f.to_string()),
+        }
+    }
+    eprintln!(
+        "{count} seeds with n = {validators}: {} failed, {views} view changes in all, {:.1} s",
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {count} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn seeds_0_to_60_with_4_validators() {
+    run_seeds(0..60, 4);
+}
+
+#[test]
+fn seeds_60_to_120_with_4_validators() {
+    run_seeds(60..120, 4);
+}
+
+#[test]
+fn seeds_1000_to_1045_with_7_validators() {
+    run_seeds(1000..1045, 7);
+}
+
+#[test]
+fn seeds_1045_to_1090_with_7_validators() {
+    run_seeds(1045..1090, 7);
+}
