@@ -74,14 +74,7 @@ impl<S: Storage + 'static> Core for Follower<S> {
     }
     fn status(&self) -> CoreStatus {
         let s = Follower::status(self);
-        CoreStatus {
-            height: s.height,
-            head: s.head,
-            view: None,
-            primary: None,
-            view_changing: false,
-            pending_txs: 0,
-        }
+        CoreStatus { height: s.height, head: s.head, view: None, primary: None, view_changing: false, pending_txs: 0 }
     }
     fn state(&self) -> &State {
         Follower::state(self)
@@ -100,10 +93,8 @@ pub(crate) fn open(
     key: SigningKey,
 ) -> Result<Box<dyn Core>, NodeError> {
     let path = config.data_dir.join(CHAIN_DB_FILE);
-    let storage = RedbStorage::open(&path).map_err(|source| NodeError::Storage {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    let storage =
+        RedbStorage::open(&path).map_err(|source| NodeError::Storage { path: config.data_dir.clone(), source })?;
     open_on(config, genesis, me, key, storage)
 }
 
@@ -131,12 +122,7 @@ pub(crate) fn open_on<S: Storage + 'static>(
         Ok(Box::new(replica))
     } else {
         let follower = Follower::open(
-            FollowerConfig {
-                genesis: genesis.clone(),
-                me,
-                key,
-                poll_interval_ms: FOLLOWER_POLL_INTERVAL_MS,
-            },
+            FollowerConfig { genesis: genesis.clone(), me, key, poll_interval_ms: FOLLOWER_POLL_INTERVAL_MS },
             storage,
         )?;
         Ok(Box::new(follower))

@@ -9,9 +9,7 @@
 
 use crate::core::Core;
 pub use crate::core::CoreStatus;
-use crate::limits::{
-    PENDING_TXS_TRACKED_MAX, REFUSED_TXS_REMEMBERED_MAX, VERIFY_BATCH_MESSAGES_MAX,
-};
+use crate::limits::{PENDING_TXS_TRACKED_MAX, REFUSED_TXS_REMEMBERED_MAX, VERIFY_BATCH_MESSAGES_MAX};
 use crate::metrics::Metrics;
 use crate::transport::{Inbound, Transport};
 use engine::crypto::SigningKey;
@@ -53,10 +51,7 @@ pub(crate) enum DriverInput {
 
 /// Milliseconds since the Unix epoch, from the system clock (the only clock the node reads).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// What the API knows about transactions that are not (or not yet) in a block.
@@ -180,22 +175,12 @@ pub fn message_error_label(e: &MessageError) -> &'static str {
 
 /// Verifies signature checks through `verifier`, falling back to the CPU reference if it fails
 /// as a whole. One verdict per check.
-pub fn verify_checks(
-    verifier: &dyn BatchVerifier,
-    checks: &[SignatureCheck],
-    metrics: &Metrics,
-) -> Vec<bool> {
+pub fn verify_checks(verifier: &dyn BatchVerifier, checks: &[SignatureCheck], metrics: &Metrics) -> Vec<bool> {
     if checks.is_empty() {
         return Vec::new();
     }
-    let items: Vec<VerifyItem<'_>> = checks
-        .iter()
-        .map(|c| VerifyItem {
-            msg: &c.msg,
-            key: &c.key,
-            sig: &c.sig,
-        })
-        .collect();
+    let items: Vec<VerifyItem<'_>> =
+        checks.iter().map(|c| VerifyItem { msg: &c.msg, key: &c.key, sig: &c.sig }).collect();
     metrics.observe_verify_batch(items.len());
     match verifier.verify_batch(&items) {
         Ok(v) if v.len() == items.len() => v,
@@ -212,9 +197,7 @@ pub fn verify_checks(
 
 fn cpu_verdicts(items: &[VerifyItem<'_>]) -> Vec<bool> {
     // The CPU verifier never fails as a whole; an error here would be a bug in it.
-    CpuVerifier::new()
-        .verify_batch(items)
-        .unwrap_or_else(|_| vec![false; items.len()])
+    CpuVerifier::new().verify_batch(items).unwrap_or_else(|_| vec![false; items.len()])
 }
 
 /// Splits a batch of peer messages into those whose every signature verifies and those to drop.
@@ -246,11 +229,7 @@ fn check_messages(
         if verdicts[span].iter().all(|ok| *ok) {
             good.push(message);
         } else {
-            warn!(
-                from = message.from,
-                kind = message.message.kind(),
-                "dropped a message with a bad signature"
-            );
+            warn!(from = message.from, kind = message.message.kind(), "dropped a message with a bad signature");
             metrics.messages_dropped.inc("bad_signature");
         }
     }
@@ -274,14 +253,13 @@ pub(crate) async fn verify_inbound(
             }
         }
         let (g, v, m) = (genesis.clone(), verifier.clone(), metrics.clone());
-        let good =
-            match tokio::task::spawn_blocking(move || check_messages(batch, &g, &*v, &m)).await {
-                Ok(good) => good,
-                Err(e) => {
-                    error!(error = %e, "signature check task failed");
-                    continue;
-                }
-            };
+        let good = match tokio::task::spawn_blocking(move || check_messages(batch, &g, &*v, &m)).await {
+            Ok(good) => good,
+            Err(e) => {
+                error!(error = %e, "signature check task failed");
+                continue;
+            }
+        };
         if !good.is_empty() && driver.send(DriverInput::Messages(good)).await.is_err() {
             return;
         }
@@ -314,9 +292,7 @@ impl DriverContext {
                 }
                 Action::Dropped { from, reason } => {
                     debug!(from, error = %reason, "replica dropped a message");
-                    self.metrics
-                        .messages_dropped
-                        .inc(message_error_label(&reason));
+                    self.metrics.messages_dropped.inc(message_error_label(&reason));
                 }
                 Action::Halted { reason } => {
                     error!(%reason, "the replica halted after a storage failure; the node stops");
@@ -327,11 +303,7 @@ impl DriverContext {
         true
     }
 
-    fn on_committed(
-        &self,
-        block: engine::block::CommittedBlock,
-        receipts: Vec<engine::state::Receipt>,
-    ) {
+    fn on_committed(&self, block: engine::block::CommittedBlock, receipts: Vec<engine::state::Receipt>) {
         let height = block.block.header.height;
         let mut applied = 0u64;
         for r in &receipts {
@@ -340,15 +312,9 @@ impl DriverContext {
                 applied += 1;
             }
         }
-        self.metrics
-            .committed_height
-            .fetch_max(height, Ordering::Relaxed);
-        self.metrics
-            .txs_committed
-            .fetch_add(applied, Ordering::Relaxed);
-        self.metrics
-            .txs_rejected
-            .fetch_add(receipts.len() as u64 - applied, Ordering::Relaxed);
+        self.metrics.committed_height.fetch_max(height, Ordering::Relaxed);
+        self.metrics.txs_committed.fetch_add(applied, Ordering::Relaxed);
+        self.metrics.txs_rejected.fetch_add(receipts.len() as u64 - applied, Ordering::Relaxed);
         info!(height, txs = receipts.len(), hash = %block.block.hash(), "committed");
         // Validators push each committed block to the auditors, which also poll for it.
         let validators = self.genesis.body.validators.len();
@@ -356,9 +322,7 @@ impl DriverContext {
             let message = SignedMessage::sign(
                 self.genesis.chain_id(),
                 self.me,
-                Message::StateResponse(StateResponse {
-                    blocks: vec![block],
-                }),
+                Message::StateResponse(StateResponse { blocks: vec![block] }),
                 &self.key,
             );
             let bytes = bytes::Bytes::from(message.encode());
@@ -371,11 +335,7 @@ impl DriverContext {
 
 /// The driver loop: runs until [`DriverInput::Shutdown`], the channel closes, or the replica
 /// halts. Owns the core; dropping it closes the storage.
-pub(crate) fn run(
-    mut core: Box<dyn Core>,
-    mut inputs: mpsc::Receiver<DriverInput>,
-    ctx: DriverContext,
-) {
+pub(crate) fn run(mut core: Box<dyn Core>, mut inputs: mpsc::Receiver<DriverInput>, ctx: DriverContext) {
     let mut last_now_ms = 0u64;
     while let Some(input) = inputs.blocking_recv() {
         let running = match input {
@@ -395,9 +355,7 @@ pub(crate) fn run(
                 let refusals = actions
                     .iter()
                     .filter_map(|a| match a {
-                        Action::Refused { tx, reason } if ids.contains(tx) => {
-                            Some((*tx, reason.clone()))
-                        }
+                        Action::Refused { tx, reason } if ids.contains(tx) => Some((*tx, reason.clone())),
                         _ => None,
                     })
                     .collect();
@@ -408,9 +366,7 @@ pub(crate) fn run(
             DriverInput::Tick(now) => {
                 // The replica requires time never to go backwards; the system clock may.
                 last_now_ms = last_now_ms.max(now);
-                ctx.execute(core.handle(Event::Tick {
-                    now_ms: last_now_ms,
-                }))
+                ctx.execute(core.handle(Event::Tick { now_ms: last_now_ms }))
             }
             DriverInput::Query(query) => {
                 query(&*core);

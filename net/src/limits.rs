@@ -18,6 +18,8 @@ pub const CONNECTION_UNI_STREAMS_MAX: u32 = 256;
 pub const RECONNECT_BACKOFF_MS_MIN: u64 = 50;
 /// Longest delay between redials of a peer.
 pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+/// Incoming handshakes in progress at once; more are refused.
+pub const HANDSHAKES_CONCURRENT_MAX: usize = 64;
 /// A QUIC handshake that takes longer than this is abandoned.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 /// A connection with no traffic (keep-alives included) for this long is considered dead.

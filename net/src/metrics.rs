@@ -135,12 +135,7 @@ impl Metrics {
             "reason",
             &self.messages_dropped,
         );
-        counter(
-            &mut out,
-            "medchain_messages_sent_total",
-            "Peer messages sent.",
-            get(&self.messages_sent),
-        );
+        counter(&mut out, "medchain_messages_sent_total", "Peer messages sent.", get(&self.messages_sent));
         labeled(
             &mut out,
             "medchain_messages_send_dropped_total",
@@ -161,34 +156,15 @@ impl Metrics {
             "Peer connections established.",
             get(&self.connections_established),
         );
-        gauge(
-            &mut out,
-            "medchain_peers_connected",
-            "Peers currently connected.",
-            get(&self.peers_connected),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP medchain_verify_batch_size Signatures per batch verification call."
-        );
+        gauge(&mut out, "medchain_peers_connected", "Peers currently connected.", get(&self.peers_connected));
+        let _ = writeln!(out, "# HELP medchain_verify_batch_size Signatures per batch verification call.");
         let _ = writeln!(out, "# TYPE medchain_verify_batch_size histogram");
         for (bound, bucket) in VERIFY_BATCH_BUCKETS.iter().zip(&self.verify_batch_buckets) {
-            let _ = writeln!(
-                out,
-                "medchain_verify_batch_size_bucket{{le=\"{bound}\"}} {}",
-                get(bucket)
-            );
+            let _ = writeln!(out, "medchain_verify_batch_size_bucket{{le=\"{bound}\"}} {}", get(bucket));
         }
         let count = get(&self.verify_batch_count);
-        let _ = writeln!(
-            out,
-            "medchain_verify_batch_size_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "medchain_verify_batch_size_sum {}",
-            get(&self.verify_batch_items)
-        );
+        let _ = writeln!(out, "medchain_verify_batch_size_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "medchain_verify_batch_size_sum {}", get(&self.verify_batch_items));
         let _ = writeln!(out, "medchain_verify_batch_size_count {count}");
         out
     }
@@ -228,22 +204,10 @@ mod tests {
         m.observe_verify_batch(3);
         m.observe_verify_batch(100);
         let text = m.render();
-        assert!(
-            text.contains("medchain_messages_dropped_total{reason=\"oversize\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("medchain_verify_batch_size_bucket{le=\"4\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("medchain_verify_batch_size_bucket{le=\"256\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("medchain_verify_batch_size_sum 103"),
-            "{text}"
-        );
+        assert!(text.contains("medchain_messages_dropped_total{reason=\"oversize\"} 2"), "{text}");
+        assert!(text.contains("medchain_verify_batch_size_bucket{le=\"4\"} 1"), "{text}");
+        assert!(text.contains("medchain_verify_batch_size_bucket{le=\"256\"} 2"), "{text}");
+        assert!(text.contains("medchain_verify_batch_size_sum 103"), "{text}");
         assert_eq!(m.messages_dropped.total(), 3);
     }
 }

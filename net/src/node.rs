@@ -167,10 +167,7 @@ impl NodeConfig {
 
     /// Reads a configuration file and resolves its relative paths against the file's folder.
     pub fn load(path: &Path) -> Result<Self, NodeError> {
-        let config_error = |reason: String| NodeError::Config {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let config_error = |reason: String| NodeError::Config { path: path.to_path_buf(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
         let mut config = Self::from_toml(&text).map_err(|e| config_error(e.to_string()))?;
         if let Some(base) = path.parent() {
@@ -179,15 +176,29 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// Checks the numbers: batch and pool sizes within the engine's limits, timeouts long
+    /// enough for the tick interval.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        let bad =
+            |reason: String| Err(NodeError::Config { path: PathBuf::from(format!("node {:?}", self.name)), reason });
+        if self.batch_txs == 0 || self.batch_txs > engine::limits::BLOCK_TXS_MAX {
+            return bad(format!("batch_txs must be 1 to {}", engine::limits::BLOCK_TXS_MAX));
+        }
+        if self.pending_txs_max == 0 || self.pending_txs_max > crate::limits::PENDING_TXS_TRACKED_MAX {
+            return bad(format!("pending_txs_max must be 1 to {}", crate::limits::PENDING_TXS_TRACKED_MAX));
+        }
+        if self.view_change_timeout_ms < 10 * TICK_INTERVAL_MS {
+            return bad(format!("view_change_timeout_ms must be at least {}", 10 * TICK_INTERVAL_MS));
+        }
+        if self.batch_delay_ms > self.view_change_timeout_ms {
+            return bad("batch_delay_ms must not exceed view_change_timeout_ms".into());
+        }
+        Ok(())
+    }
+
     /// Makes every relative path relative to `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
-        for p in [
-            &mut self.data_dir,
-            &mut self.genesis,
-            &mut self.node_key,
-            &mut self.ca_cert,
-            &mut self.node_cert,
-        ] {
+        for p in [&mut self.data_dir, &mut self.genesis, &mut self.node_key, &mut self.ca_cert, &mut self.node_cert] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -196,11 +207,7 @@ impl NodeConfig {
 }
 
 fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, NodeError> {
-    std::fs::read(path).map_err(|e| NodeError::File {
-        what,
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    std::fs::read(path).map_err(|e| NodeError::File { what, path: path.to_path_buf(), reason: e.to_string() })
 }
 
 fn read_text(what: &'static str, path: &Path) -> Result<String, NodeError> {
@@ -214,20 +221,13 @@ fn read_text(what: &'static str, path: &Path) -> Result<String, NodeError> {
 /// Reads a genesis file (canonical encoding, or JSON when the name ends in `.json`) and verifies it.
 pub fn read_genesis(path: &Path) -> Result<Genesis, NodeError> {
     let bytes = read_file("genesis", path)?;
-    let bad = |reason: String| NodeError::File {
-        what: "genesis",
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |reason: String| NodeError::File { what: "genesis", path: path.to_path_buf(), reason };
     let genesis: Genesis = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?
     } else {
         codec::decode(&bytes, engine::limits::MESSAGE_BYTES_MAX).map_err(|e| bad(e.to_string()))?
     };
-    genesis.verify().map_err(|source| NodeError::Genesis {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    genesis.verify().map_err(|source| NodeError::Genesis { path: path.to_path_buf(), source })?;
     Ok(genesis)
 }
 
@@ -270,10 +270,7 @@ pub(crate) struct NodeShared {
 impl NodeShared {
     /// Runs `f` on the driver thread, against the replica or follower, and returns its answer.
     /// `None` when the driver has stopped.
-    pub async fn query<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn Core) -> T + Send + 'static,
-    ) -> Option<T> {
+    pub async fn query<T: Send + 'static>(&self, f: impl FnOnce(&dyn Core) -> T + Send + 'static) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         let query: Query = Box::new(move |core: &dyn Core| {
             let _ = tx.send(f(core));
@@ -306,9 +303,7 @@ pub struct NodeOptions {
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        NodeOptions {
-            verifier: Arc::new(CpuVerifier::new()),
-        }
+        NodeOptions { verifier: Arc::new(CpuVerifier::new()) }
     }
 }
 
@@ -320,10 +315,7 @@ impl Node {
 
     /// Opens the chain in `data_dir`, starts the replica (validator) or follower (auditor), the
     /// QUIC transport, the driver and the HTTP API. Must run inside a tokio runtime.
-    pub async fn start_with(
-        config: NodeConfig,
-        options: NodeOptions,
-    ) -> Result<NodeHandle, NodeError> {
+    pub async fn start_with(config: NodeConfig, options: NodeOptions) -> Result<NodeHandle, NodeError> {
         let genesis = Arc::new(read_genesis(&config.genesis)?);
         let key = read_key(&config.node_key)?;
         let me = genesis.node_id(&key.public()).ok_or_else(|| {
@@ -333,33 +325,19 @@ impl Node {
                 key.public()
             ))
         })?;
-        let (_, info) = genesis
-            .nodes()
-            .nth(me as usize)
-            .ok_or_else(|| NodeError::Identity("no such node".into()))?;
+        let (_, info) = genesis.nodes().nth(me as usize).ok_or_else(|| NodeError::Identity("no such node".into()))?;
         if info.name != config.name {
             return Err(NodeError::Identity(format!(
                 "the configuration names this node {:?}, but its key belongs to {:?} in the genesis",
                 config.name, info.name
             )));
         }
-        let role = if (me as usize) < genesis.body.validators.len() {
-            Role::Validator
-        } else {
-            Role::Auditor
-        };
+        let role = if (me as usize) < genesis.body.validators.len() { Role::Validator } else { Role::Auditor };
         let mut peer_addrs = HashMap::new();
         for p in &config.peers {
-            let id = genesis
-                .nodes()
-                .find(|(_, n)| n.name == p.name)
-                .map(|(id, _)| id)
-                .ok_or_else(|| {
-                    NodeError::Identity(format!(
-                        "peer {:?} in the configuration is not a node of the genesis",
-                        p.name
-                    ))
-                })?;
+            let id = genesis.nodes().find(|(_, n)| n.name == p.name).map(|(id, _)| id).ok_or_else(|| {
+                NodeError::Identity(format!("peer {:?} in the configuration is not a node of the genesis", p.name))
+            })?;
             peer_addrs.insert(id, p.addr);
         }
         let allowed = AllowedKeys::new(genesis.nodes().map(|(_, n)| n.key));
@@ -370,6 +348,10 @@ impl Node {
             allowed,
         )?;
 
+        let listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| NodeError::Http { addr: config.http_listen, source })?;
+        let http_addr = listener.local_addr().map_err(|source| NodeError::Http { addr: config.http_listen, source })?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::File {
             what: "data folder",
             path: config.data_dir.clone(),
@@ -381,19 +363,11 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE_MESSAGES_MAX);
         let transport = Arc::new(Transport::start(
-            TransportConfig {
-                genesis: genesis.clone(),
-                identity,
-                listen: config.p2p_listen,
-                peer_addrs,
-            },
+            TransportConfig { genesis: genesis.clone(), identity, listen: config.p2p_listen, peer_addrs },
             inbound_tx,
             metrics.clone(),
         )?);
-        let p2p_addr = transport.local_addr().map_err(|source| NodeError::Http {
-            addr: config.p2p_listen,
-            source,
-        })?;
+        let p2p_addr = transport.local_addr().map_err(|source| NodeError::Http { addr: config.p2p_listen, source })?;
 
         let (driver_tx, driver_rx) = mpsc::channel(DRIVER_QUEUE_INPUTS_MAX);
         let shared = Arc::new(NodeShared {
@@ -430,28 +404,12 @@ impl Node {
 
         let tasks = vec![
             tokio::spawn(
-                driver::verify_inbound(
-                    inbound_rx,
-                    driver_tx.clone(),
-                    genesis,
-                    options.verifier,
-                    metrics,
-                )
-                .instrument(span.clone()),
+                driver::verify_inbound(inbound_rx, driver_tx.clone(), genesis, options.verifier, metrics)
+                    .instrument(span.clone()),
             ),
             tokio::spawn(tick(driver_tx).instrument(span.clone())),
         ];
 
-        let listener = tokio::net::TcpListener::bind(config.http_listen)
-            .await
-            .map_err(|source| NodeError::Http {
-                addr: config.http_listen,
-                source,
-            })?;
-        let http_addr = listener.local_addr().map_err(|source| NodeError::Http {
-            addr: config.http_listen,
-            source,
-        })?;
         let (http_stop, stop_rx) = oneshot::channel::<()>();
         let router = api::router(shared.clone());
         let http_task = tokio::spawn(
@@ -526,10 +484,7 @@ impl NodeHandle {
         }
         if let Some(task) = self.http_task.take() {
             // Open keep-alive connections could hold a graceful shutdown forever.
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
                 tracing::warn!("HTTP server did not stop in time");
             }
         }
@@ -542,5 +497,49 @@ impl NodeHandle {
         }
         self.shared.transport.shutdown().await;
         info!(name = %self.shared.name, "node stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "node0"
+data_dir = "data"
+p2p_listen = "127.0.0.1:7000"
+http_listen = "127.0.0.1:8000"
+genesis = "../genesis.bin"
+node_key = "node.key"
+ca_cert = "/etc/medchain/ca.pem"
+node_cert = "node.pem"
+
+[[peers]]
+name = "node1"
+addr = "127.0.0.1:7001"
+"#;
+
+    #[test]
+    fn config_has_defaults_round_trips_and_resolves_relative_paths() {
+        let mut c = NodeConfig::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.batch_txs, defaults::batch_txs());
+        assert_eq!(c.peers, vec![PeerConfig { name: "node1".into(), addr: "127.0.0.1:7001".parse().unwrap() }]);
+        assert_eq!(NodeConfig::from_toml(&c.to_toml()).unwrap(), c);
+        c.validate().unwrap();
+        c.resolve_paths(Path::new("/srv/node0"));
+        assert_eq!(c.data_dir, Path::new("/srv/node0/data"));
+        assert_eq!(c.genesis, Path::new("/srv/node0/../genesis.bin"));
+        assert_eq!(c.ca_cert, Path::new("/etc/medchain/ca.pem"));
+    }
+
+    #[test]
+    fn config_refuses_unknown_fields_and_bad_numbers() {
+        assert!(NodeConfig::from_toml(&format!("{MINIMAL}\nbatch_tx = 5\n")).is_err());
+        let mut c = NodeConfig::from_toml(MINIMAL).unwrap();
+        c.batch_txs = 0;
+        assert!(matches!(c.validate(), Err(NodeError::Config { .. })));
+        let mut c = NodeConfig::from_toml(MINIMAL).unwrap();
+        c.view_change_timeout_ms = 1;
+        assert!(c.validate().is_err());
     }
 }

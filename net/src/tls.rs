@@ -9,8 +9,8 @@
 
 use engine::crypto::{PublicKey, SigningKey};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, PKCS_ED25519,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, PKCS_ED25519,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -19,10 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    DigitallySignedStruct, DistinguishedName as TlsDistinguishedName, RootCertStore,
-    SignatureScheme,
-};
+use rustls::{DigitallySignedStruct, DistinguishedName as TlsDistinguishedName, RootCertStore, SignatureScheme};
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
@@ -31,9 +28,8 @@ use std::sync::Arc;
 pub const ALPN: &[u8] = b"medchain/1";
 
 /// The fixed PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410): a 32-byte seed follows.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
+const ED25519_PKCS8_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
 /// Why a certificate could not be issued, loaded, or a TLS configuration built.
 #[derive(Debug, thiserror::Error)]
@@ -84,32 +80,19 @@ fn pkcs8_der(key: &SigningKey) -> Vec<u8> {
 
 fn rcgen_key(key: &SigningKey) -> Result<KeyPair, TlsError> {
     let der = pkcs8_der(key);
-    Ok(KeyPair::from_pkcs8_der_and_sign_algo(
-        &PrivatePkcs8KeyDer::from(der),
-        &PKCS_ED25519,
-    )?)
+    Ok(KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(der), &PKCS_ED25519)?)
 }
 
 /// The self-signed consortium CA certificate (PEM) for `ca_key` on chain `chain_id`.
-pub fn ca_certificate(
-    ca_key: &SigningKey,
-    chain_id: &engine::crypto::ChainId,
-) -> Result<String, TlsError> {
+pub fn ca_certificate(ca_key: &SigningKey, chain_id: &engine::crypto::ChainId) -> Result<String, TlsError> {
     let key = rcgen_key(ca_key)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
-    dn.push(
-        DnType::CommonName,
-        format!("medchain consortium CA {chain_id}"),
-    );
+    dn.push(DnType::CommonName, format!("medchain consortium CA {chain_id}"));
     dn.push(DnType::OrganizationName, chain_id.as_str());
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     Ok(params.self_signed(&key)?.pem())
 }
 
@@ -123,27 +106,16 @@ pub fn node_certificate(
     node_name: &str,
 ) -> Result<String, TlsError> {
     let ca_der = parse_certificate_pem(ca_cert_pem, "CA certificate")?;
-    let found = ed25519_key_of(&ca_der).map_err(|reason| TlsError::Certificate {
-        what: "CA certificate",
-        reason,
-    })?;
+    let found = ed25519_key_of(&ca_der).map_err(|reason| TlsError::Certificate { what: "CA certificate", reason })?;
     if found != ca_key.public() {
-        return Err(TlsError::KeyMismatch {
-            what: "CA certificate",
-            found,
-            expected: ca_key.public(),
-        });
+        return Err(TlsError::KeyMismatch { what: "CA certificate", found, expected: ca_key.public() });
     }
     let ca_rcgen_key = rcgen_key(ca_key)?;
     // Only the issuer's name, key identifier method and key usages are taken from the parsed CA;
     // re-signing it yields a `Certificate` value rcgen can issue from.
     let issuer = CertificateParams::from_ca_cert_pem(ca_cert_pem)?.self_signed(&ca_rcgen_key)?;
 
-    let mut names = vec![
-        node_name.to_string(),
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-    ];
+    let mut names = vec![node_name.to_string(), "localhost".to_string(), "127.0.0.1".to_string()];
     names.dedup();
     let mut params = CertificateParams::new(names)?;
     let mut dn = DistinguishedName::new();
@@ -151,49 +123,30 @@ pub fn node_certificate(
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
     let node = rcgen_key(node_key)?;
     Ok(params.signed_by(&node, &issuer, &ca_rcgen_key)?.pem())
 }
 
 /// Parses the first certificate of a PEM text.
-pub fn parse_certificate_pem(
-    pem: &str,
-    what: &'static str,
-) -> Result<CertificateDer<'static>, TlsError> {
-    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem {
-        what,
-        reason: e.to_string(),
-    })
+pub fn parse_certificate_pem(pem: &str, what: &'static str) -> Result<CertificateDer<'static>, TlsError> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem { what, reason: e.to_string() })
 }
 
 /// The Ed25519 public key of a DER certificate, or why there is none.
 pub fn ed25519_key_of(der: &[u8]) -> Result<PublicKey, String> {
-    let (rest, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| format!("certificate does not parse: {e}"))?;
+    let (rest, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("certificate does not parse: {e}"))?;
     if !rest.is_empty() {
-        return Err(format!(
-            "{} trailing bytes after the certificate",
-            rest.len()
-        ));
+        return Err(format!("{} trailing bytes after the certificate", rest.len()));
     }
     let spki = cert.public_key();
     if spki.algorithm.algorithm != x509_parser::oid_registry::OID_SIG_ED25519 {
-        return Err(format!(
-            "certificate key algorithm {} is not Ed25519",
-            spki.algorithm.algorithm
-        ));
+        return Err(format!("certificate key algorithm {} is not Ed25519", spki.algorithm.algorithm));
     }
-    let bytes: [u8; 32] = spki
-        .subject_public_key
-        .data
-        .as_ref()
-        .try_into()
-        .map_err(|_| "Ed25519 key is not 32 bytes".to_string())?;
+    let bytes: [u8; 32] =
+        spki.subject_public_key.data.as_ref().try_into().map_err(|_| "Ed25519 key is not 32 bytes".to_string())?;
     Ok(PublicKey(bytes))
 }
 
@@ -209,9 +162,9 @@ impl fmt::Display for NotAConsortiumNode {
 impl std::error::Error for NotAConsortiumNode {}
 
 fn refuse(reason: String) -> rustls::Error {
-    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-        Arc::new(NotAConsortiumNode(reason)),
-    )))
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+        NotAConsortiumNode(reason),
+    ))))
 }
 
 /// The keys allowed to connect: the genesis nodes.
@@ -225,8 +178,7 @@ impl AllowedKeys {
     }
 
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let key = ed25519_key_of(end_entity)
-            .map_err(|e| refuse(format!("peer certificate refused: {e}")))?;
+        let key = ed25519_key_of(end_entity).map_err(|e| refuse(format!("peer certificate refused: {e}")))?;
         if !self.0.contains(&key) {
             return Err(refuse(format!(
                 "peer certificate key {} is not the key of any node in the genesis",
@@ -253,13 +205,7 @@ impl ServerCertVerifier for ConsortiumServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
+        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
         self.allowed.check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
@@ -313,8 +259,7 @@ impl ClientCertVerifier for ConsortiumClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        self.inner.verify_client_cert(end_entity, intermediates, now)?;
         self.allowed.check(end_entity)?;
         Ok(ClientCertVerified::assertion())
     }
@@ -365,23 +310,12 @@ impl TlsIdentity {
     ) -> Result<Self, TlsError> {
         let ca_cert = parse_certificate_pem(ca_cert_pem, "CA certificate")?;
         let node_cert = parse_certificate_pem(node_cert_pem, "node certificate")?;
-        let found = ed25519_key_of(&node_cert).map_err(|reason| TlsError::Certificate {
-            what: "node certificate",
-            reason,
-        })?;
+        let found =
+            ed25519_key_of(&node_cert).map_err(|reason| TlsError::Certificate { what: "node certificate", reason })?;
         if found != key.public() {
-            return Err(TlsError::KeyMismatch {
-                what: "node certificate",
-                found,
-                expected: key.public(),
-            });
+            return Err(TlsError::KeyMismatch { what: "node certificate", found, expected: key.public() });
         }
-        Ok(TlsIdentity {
-            ca_cert,
-            node_cert,
-            key,
-            allowed,
-        })
+        Ok(TlsIdentity { ca_cert, node_cert, key, allowed })
     }
 
     fn provider() -> Arc<CryptoProvider> {
@@ -404,10 +338,7 @@ impl TlsIdentity {
         let inner = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider.clone())
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
-        let verifier = Arc::new(ConsortiumServerVerifier {
-            inner,
-            allowed: self.allowed.clone(),
-        });
+        let verifier = Arc::new(ConsortiumServerVerifier { inner, allowed: self.allowed.clone() });
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
@@ -423,10 +354,7 @@ impl TlsIdentity {
         let inner = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
-        let verifier = Arc::new(ConsortiumClientVerifier {
-            inner,
-            allowed: self.allowed.clone(),
-        });
+        let verifier = Arc::new(ConsortiumClientVerifier { inner, allowed: self.allowed.clone() });
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
@@ -455,13 +383,7 @@ mod tests {
         assert_eq!(ed25519_key_of(&der).unwrap(), node.public());
         let ca_der = parse_certificate_pem(&ca_pem, "ca").unwrap();
         assert_eq!(ed25519_key_of(&ca_der).unwrap(), ca.public());
-        let id = TlsIdentity::from_pem(
-            &ca_pem,
-            &node_pem,
-            node.clone(),
-            AllowedKeys::new([node.public()]),
-        )
-        .unwrap();
+        let id = TlsIdentity::from_pem(&ca_pem, &node_pem, node.clone(), AllowedKeys::new([node.public()])).unwrap();
         id.client_config().unwrap();
         id.server_config().unwrap();
     }
@@ -471,8 +393,7 @@ mod tests {
         let ca = SigningKey::from_seed([1; 32]);
         let other = SigningKey::from_seed([3; 32]);
         let ca_pem = ca_certificate(&ca, &chain()).unwrap();
-        let err = node_certificate(&other, &ca_pem, &SigningKey::from_seed([2; 32]), "node0")
-            .unwrap_err();
+        let err = node_certificate(&other, &ca_pem, &SigningKey::from_seed([2; 32]), "node0").unwrap_err();
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
     }
 
@@ -480,15 +401,9 @@ mod tests {
     fn identity_refuses_a_certificate_for_another_key() {
         let ca = SigningKey::from_seed([1; 32]);
         let ca_pem = ca_certificate(&ca, &chain()).unwrap();
-        let node_pem =
-            node_certificate(&ca, &ca_pem, &SigningKey::from_seed([2; 32]), "node0").unwrap();
-        let err = TlsIdentity::from_pem(
-            &ca_pem,
-            &node_pem,
-            SigningKey::from_seed([4; 32]),
-            AllowedKeys::new([]),
-        )
-        .unwrap_err();
+        let node_pem = node_certificate(&ca, &ca_pem, &SigningKey::from_seed([2; 32]), "node0").unwrap();
+        let err = TlsIdentity::from_pem(&ca_pem, &node_pem, SigningKey::from_seed([4; 32]), AllowedKeys::new([]))
+            .unwrap_err();
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
     }
 

@@ -11,7 +11,7 @@
 
 use crate::limits::{
     CONNECTION_IDLE_TIMEOUT_MS, CONNECTION_KEEP_ALIVE_MS, CONNECTION_MALFORMED_MESSAGES_MAX,
-    CONNECTION_UNI_STREAMS_MAX, HANDSHAKE_TIMEOUT_MS, PEER_QUEUE_MESSAGES_MAX,
+    CONNECTION_UNI_STREAMS_MAX, HANDSHAKES_CONCURRENT_MAX, HANDSHAKE_TIMEOUT_MS, PEER_QUEUE_MESSAGES_MAX,
     RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
 };
 use crate::metrics::Metrics;
@@ -132,20 +132,16 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     t.max_concurrent_bidi_streams(VarInt::from_u32(0));
     t.keep_alive_interval(Some(Duration::from_millis(CONNECTION_KEEP_ALIVE_MS)));
     // Cannot fail: the timeout is far below QUIC's 2^62 ms limit.
-    t.max_idle_timeout(
-        quinn::IdleTimeout::try_from(Duration::from_millis(CONNECTION_IDLE_TIMEOUT_MS)).ok(),
-    );
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(Duration::from_millis(CONNECTION_IDLE_TIMEOUT_MS)).ok());
     Arc::new(t)
 }
 
 /// The server and client QUIC configurations for `identity`.
-pub fn quic_configs(
-    identity: &TlsIdentity,
-) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TransportError> {
-    let server_tls = QuicServerConfig::try_from(identity.server_config()?)
-        .map_err(|e| TransportError::Crypto(e.to_string()))?;
-    let client_tls = QuicClientConfig::try_from(identity.client_config()?)
-        .map_err(|e| TransportError::Crypto(e.to_string()))?;
+pub fn quic_configs(identity: &TlsIdentity) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TransportError> {
+    let server_tls =
+        QuicServerConfig::try_from(identity.server_config()?).map_err(|e| TransportError::Crypto(e.to_string()))?;
+    let client_tls =
+        QuicClientConfig::try_from(identity.client_config()?).map_err(|e| TransportError::Crypto(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
     server.transport_config(transport_config());
     let mut client = quinn::ClientConfig::new(Arc::new(client_tls));
@@ -156,9 +152,7 @@ pub fn quic_configs(
 /// The genesis node id proven by a connection's certificate.
 fn peer_node_id(conn: &Connection, genesis: &Genesis) -> Option<NodeId> {
     let identity = conn.peer_identity()?;
-    let certs = identity
-        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-        .ok()?;
+    let certs = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
     let key = ed25519_key_of(certs.first()?).ok()?;
     genesis.node_id(&key)
 }
@@ -177,28 +171,17 @@ impl Transport {
         metrics: Arc<Metrics>,
     ) -> Result<Transport, TransportError> {
         let genesis = config.genesis;
-        let me = genesis
-            .node_id(&config.identity.key.public())
-            .ok_or(TransportError::NotInGenesis)?;
+        let me = genesis.node_id(&config.identity.key.public()).ok_or(TransportError::NotInGenesis)?;
         let (server_config, client_config) = quic_configs(&config.identity)?;
-        let endpoint = Endpoint::server(server_config, config.listen).map_err(|source| {
-            TransportError::Bind {
-                addr: config.listen,
-                source,
-            }
-        })?;
+        let endpoint = Endpoint::server(server_config, config.listen)
+            .map_err(|source| TransportError::Bind { addr: config.listen, source })?;
         let mut peers = HashMap::new();
         let mut receivers = Vec::new();
         for (id, info) in genesis.nodes().filter(|(id, _)| *id != me) {
             let (queue, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
             let addr = config.peer_addrs.get(&id).copied();
             let same_role = is_validator(&genesis, me) == is_validator(&genesis, id);
-            let dials = addr.is_some()
-                && if same_role {
-                    me < id
-                } else {
-                    !is_validator(&genesis, me)
-                };
+            let dials = addr.is_some() && if same_role { me < id } else { !is_validator(&genesis, me) };
             let peer = Arc::new(Peer {
                 id,
                 name: info.name.clone(),
@@ -211,24 +194,13 @@ impl Transport {
             receivers.push((peer.clone(), rx));
             peers.insert(id, peer);
         }
-        let shared = Arc::new(Shared {
-            me,
-            endpoint,
-            client_config,
-            genesis,
-            peers,
-            inbound,
-            metrics,
-        });
+        let shared = Arc::new(Shared { me, endpoint, client_config, genesis, peers, inbound, metrics });
         let mut tasks = vec![tokio::spawn(accept_loop(shared.clone()))];
         for (peer, rx) in receivers {
             tasks.push(tokio::spawn(peer_writer(shared.clone(), peer, rx)));
         }
         info!(me, addr = ?shared.endpoint.local_addr().ok(), "transport started");
-        Ok(Transport {
-            shared,
-            tasks: parking_lot::Mutex::new(tasks),
-        })
+        Ok(Transport { shared, tasks: parking_lot::Mutex::new(tasks) })
     }
 
     /// This node's id.
@@ -245,10 +217,7 @@ impl Transport {
     /// (and counts the drop) when the node is unknown or its queue is full.
     pub fn send_bytes(&self, to: NodeId, bytes: Bytes) -> bool {
         let Some(peer) = self.shared.peers.get(&to) else {
-            self.shared
-                .metrics
-                .messages_send_dropped
-                .inc("unknown_peer");
+            self.shared.metrics.messages_send_dropped.inc("unknown_peer");
             return false;
         };
         match peer.queue.try_send(bytes) {
@@ -285,11 +254,7 @@ impl Transport {
             .shared
             .peers
             .values()
-            .map(|p| PeerStatus {
-                id: p.id,
-                name: p.name.clone(),
-                connected: p.connected.load(Ordering::Relaxed),
-            })
+            .map(|p| PeerStatus { id: p.id, name: p.name.clone(), connected: p.connected.load(Ordering::Relaxed) })
             .collect();
         out.sort_by_key(|p| p.id);
         out
@@ -297,17 +262,12 @@ impl Transport {
 
     /// Whether node `id` is connected.
     pub fn is_connected(&self, id: NodeId) -> bool {
-        self.shared
-            .peers
-            .get(&id)
-            .is_some_and(|p| p.connected.load(Ordering::Relaxed))
+        self.shared.peers.get(&id).is_some_and(|p| p.connected.load(Ordering::Relaxed))
     }
 
     /// Closes every connection and stops all tasks.
     pub async fn shutdown(&self) {
-        self.shared
-            .endpoint
-            .close(VarInt::from_u32(close_code::SHUTDOWN), b"shutdown");
+        self.shared.endpoint.close(VarInt::from_u32(close_code::SHUTDOWN), b"shutdown");
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.tasks.lock());
         for t in &tasks {
             t.abort();
@@ -316,10 +276,9 @@ impl Transport {
             let _ = t.await;
         }
         for p in self.shared.peers.values() {
-            p.connected.store(false, Ordering::Relaxed);
+            set_connected(&self.shared, p, false);
         }
-        let _ = tokio::time::timeout(Duration::from_millis(500), self.shared.endpoint.wait_idle())
-            .await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.shared.endpoint.wait_idle()).await;
     }
 }
 
@@ -328,49 +287,45 @@ impl Drop for Transport {
         for t in self.tasks.lock().iter() {
             t.abort();
         }
-        self.shared
-            .endpoint
-            .close(VarInt::from_u32(close_code::SHUTDOWN), b"shutdown");
+        self.shared.endpoint.close(VarInt::from_u32(close_code::SHUTDOWN), b"shutdown");
     }
 }
 
 async fn accept_loop(shared: Arc<Shared>) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_CONCURRENT_MAX));
     while let Some(incoming) = shared.endpoint.accept().await {
+        // Handshakes run concurrently so a slow or hostile dialer cannot hold up the others,
+        // but only so many at once.
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            shared.metrics.connections_refused.inc("too_many_handshakes");
+            incoming.refuse();
+            continue;
+        };
         let shared = shared.clone();
-        // Handshakes run concurrently so a slow or hostile dialer cannot hold up the others;
-        // quinn bounds the number of incoming connections it buffers.
         tokio::spawn(async move {
+            let _permit = permit;
             let remote = incoming.remote_address();
-            let conn =
-                match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), incoming)
-                    .await
-                {
-                    Ok(Ok(conn)) => conn,
-                    Ok(Err(e)) => {
-                        shared.metrics.connections_refused.inc("handshake");
-                        warn!(%remote, error = %e, "incoming peer handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        shared.metrics.connections_refused.inc("handshake_timeout");
-                        return;
-                    }
-                };
+            let conn = match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), incoming).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => {
+                    shared.metrics.connections_refused.inc("handshake");
+                    warn!(%remote, error = %e, "incoming peer handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.connections_refused.inc("handshake_timeout");
+                    return;
+                }
+            };
             let Some(id) = peer_node_id(&conn, &shared.genesis) else {
                 shared.metrics.connections_refused.inc("unknown_identity");
-                conn.close(
-                    VarInt::from_u32(close_code::WRONG_PEER),
-                    b"certificate is not a genesis node",
-                );
+                conn.close(VarInt::from_u32(close_code::WRONG_PEER), b"certificate is not a genesis node");
                 return;
             };
             let Some(peer) = shared.peers.get(&id).cloned() else {
                 // Our own key on another endpoint.
                 shared.metrics.connections_refused.inc("own_identity");
-                conn.close(
-                    VarInt::from_u32(close_code::WRONG_PEER),
-                    b"this is my own identity",
-                );
+                conn.close(VarInt::from_u32(close_code::WRONG_PEER), b"this is my own identity");
                 return;
             };
             info!(peer = %peer.name, %remote, "peer connected (incoming)");
@@ -381,17 +336,11 @@ async fn accept_loop(shared: Arc<Shared>) {
 
 /// Makes `conn` the connection of `peer` (closing any previous one) and starts reading from it.
 fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, conn: Connection) {
-    shared
-        .metrics
-        .connections_established
-        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.connections_established.fetch_add(1, Ordering::Relaxed);
     let old = peer.conn.send_replace(Some(conn.clone()));
     if let Some(old) = old {
         if old.stable_id() != conn.stable_id() {
-            old.close(
-                VarInt::from_u32(close_code::REPLACED),
-                b"replaced by a newer connection",
-            );
+            old.close(VarInt::from_u32(close_code::REPLACED), b"replaced by a newer connection");
         }
     }
     tokio::spawn(peer_reader(shared.clone(), peer.clone(), conn));
@@ -400,27 +349,19 @@ fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, conn: Connection) {
 async fn dial(shared: &Shared, peer: &Peer, addr: SocketAddr) -> Result<Connection, String> {
     // The certificate carries the node's name as a DNS name; a name that is not a valid DNS name
     // is reached as `localhost` (also in every node certificate): the key check decides anyway.
-    let connecting =
-        match shared
-            .endpoint
-            .connect_with(shared.client_config.clone(), addr, &peer.name)
-        {
-            Ok(c) => c,
-            Err(quinn::ConnectError::InvalidServerName(_)) => shared
-                .endpoint
-                .connect_with(shared.client_config.clone(), addr, "localhost")
-                .map_err(|e| e.to_string())?,
-            Err(e) => return Err(e.to_string()),
-        };
+    let connecting = match shared.endpoint.connect_with(shared.client_config.clone(), addr, &peer.name) {
+        Ok(c) => c,
+        Err(quinn::ConnectError::InvalidServerName(_)) => {
+            shared.endpoint.connect_with(shared.client_config.clone(), addr, "localhost").map_err(|e| e.to_string())?
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let conn = tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), connecting)
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
     if peer_node_id(&conn, &shared.genesis) != Some(peer.id) {
-        conn.close(
-            VarInt::from_u32(close_code::WRONG_PEER),
-            b"not the node I dialed",
-        );
+        conn.close(VarInt::from_u32(close_code::WRONG_PEER), b"not the node I dialed");
         return Err(format!("the node at {addr} is not {}", peer.name));
     }
     Ok(conn)
@@ -473,15 +414,9 @@ async fn send_one(conn: &Connection, bytes: &[u8]) -> Result<(), String> {
 fn set_connected(shared: &Shared, peer: &Peer, up: bool) {
     if peer.connected.swap(up, Ordering::Relaxed) != up {
         if up {
-            shared
-                .metrics
-                .peers_connected
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.peers_connected.fetch_add(1, Ordering::Relaxed);
         } else {
-            shared
-                .metrics
-                .peers_connected
-                .fetch_sub(1, Ordering::Relaxed);
+            shared.metrics.peers_connected.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -531,15 +466,7 @@ async fn peer_reader(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
             Ok(bytes) => match SignedMessage::decode(&bytes) {
                 Ok(message) if message.from == peer.id => {
                     shared.metrics.messages_received.inc(message.message.kind());
-                    if shared
-                        .inbound
-                        .send(Inbound {
-                            from: peer.id,
-                            message,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if shared.inbound.send(Inbound { from: peer.id, message }).await.is_err() {
                         return;
                     }
                     continue;
@@ -558,10 +485,7 @@ async fn peer_reader(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
         warn!(peer = %peer.name, reason, strikes, "dropped a message from a peer");
         if strikes > CONNECTION_MALFORMED_MESSAGES_MAX {
             shared.metrics.connections_refused.inc("misbehaving");
-            conn.close(
-                VarInt::from_u32(close_code::MISBEHAVING),
-                b"too many malformed messages",
-            );
+            conn.close(VarInt::from_u32(close_code::MISBEHAVING), b"too many malformed messages");
             return;
         }
     }

@@ -13,40 +13,23 @@ const WAIT: Duration = Duration::from_secs(15);
 async fn api_refuses_bad_input_with_json_and_serves_committed_transactions() {
     let c = Consortium::new(1, 0);
     let dir = tempfile::tempdir().unwrap();
-    let node = net::Node::start(node_files(&c, dir.path(), 0, 0))
-        .await
-        .unwrap();
+    let node = net::Node::start(node_files(&c, dir.path(), 0, 0)).await.unwrap();
     let url = base(node.http_addr());
     let http = reqwest::Client::new();
 
     // Malformed hex.
-    let (status, body) = post_json(
-        &http,
-        &format!("{url}/v1/transactions"),
-        &json!({ "tx": "zz-not-hex" }),
-    )
-    .await;
+    let (status, body) = post_json(&http, &format!("{url}/v1/transactions"), &json!({ "tx": "zz-not-hex" })).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "malformed_hex", "{body}");
     assert_eq!(body["error"]["field"], "tx", "{body}");
 
     // Hex, but not a transaction.
-    let (status, body) = post_json(
-        &http,
-        &format!("{url}/v1/transactions"),
-        &json!({ "tx": "00ff" }),
-    )
-    .await;
+    let (status, body) = post_json(&http, &format!("{url}/v1/transactions"), &json!({ "tx": "00ff" })).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "malformed_transaction", "{body}");
 
     // Not even the expected JSON.
-    let r = http
-        .post(format!("{url}/v1/transactions"))
-        .body("{\"tx\": 1")
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{url}/v1/transactions")).body("{\"tx\": 1").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_json", "{body}");
@@ -54,12 +37,8 @@ async fn api_refuses_bad_input_with_json_and_serves_committed_transactions() {
     // A bad signature: named, with the field to fix.
     let mut forged = enroll(&c, 0, 1, 50);
     forged.signatures[0].0[5] ^= 1;
-    let (status, body) = post_json(
-        &http,
-        &format!("{url}/v1/transactions"),
-        &json!({ "tx": hex::encode(forged.encode()) }),
-    )
-    .await;
+    let (status, body) =
+        post_json(&http, &format!("{url}/v1/transactions"), &json!({ "tx": hex::encode(forged.encode()) })).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "bad_signature", "{body}");
     assert_eq!(body["error"]["field"], "signatures[0]", "{body}");
@@ -74,12 +53,8 @@ async fn api_refuses_bad_input_with_json_and_serves_committed_transactions() {
 
     // A good transaction is accepted and commits.
     let tx = enroll(&c, 0, 1, 51);
-    let (status, body) = post_json(
-        &http,
-        &format!("{url}/v1/transactions"),
-        &json!({ "tx": hex::encode(tx.encode()) }),
-    )
-    .await;
+    let (status, body) =
+        post_json(&http, &format!("{url}/v1/transactions"), &json!({ "tx": hex::encode(tx.encode()) })).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["id"], tx.id().to_hex());
     let status_url = format!("{url}/v1/transactions/{}", tx.id().to_hex());
@@ -96,12 +71,7 @@ async fn api_refuses_bad_input_with_json_and_serves_committed_transactions() {
     let (status, block) = get_json(&http, &format!("{url}/v1/blocks/{height}")).await;
     assert_eq!(status, 200, "{block}");
     assert_eq!(block["height"], height);
-    assert!(
-        block["certificate"]["votes"]
-            .as_array()
-            .is_some_and(|v| !v.is_empty()),
-        "{block}"
-    );
+    assert!(block["certificate"]["votes"].as_array().is_some_and(|v| !v.is_empty()), "{block}");
     let (status, _) = get_json(&http, &format!("{url}/v1/blocks/{}", height + 1000)).await;
     assert_eq!(status, 404);
     let (status, _) = get_json(&http, &format!("{url}/v1/blocks/minus-one")).await;
@@ -109,12 +79,8 @@ async fn api_refuses_bad_input_with_json_and_serves_committed_transactions() {
 
     // The same nonce again: stale.
     let replay = enroll(&c, 0, 1, 52);
-    let (status, body) = post_json(
-        &http,
-        &format!("{url}/v1/transactions"),
-        &json!({ "tx": hex::encode(replay.encode()) }),
-    )
-    .await;
+    let (status, body) =
+        post_json(&http, &format!("{url}/v1/transactions"), &json!({ "tx": hex::encode(replay.encode()) })).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "stale_nonce", "{body}");
     assert_eq!(body["error"]["field"], "body.nonce", "{body}");
@@ -126,15 +92,9 @@ async fn api_refuses_bad_input_with_json_and_serves_committed_transactions() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 1, "{body}");
     assert_eq!(body["results"][0]["id"], good.id().to_hex(), "{body}");
-    assert_eq!(
-        body["results"][1]["error"]["code"], "malformed_hex",
-        "{body}"
-    );
+    assert_eq!(body["results"][1]["error"]["code"], "malformed_hex", "{body}");
     assert_eq!(body["results"][1]["error"]["field"], "txs[1]", "{body}");
-    assert_eq!(
-        body["results"][2]["error"]["code"], "bad_signature",
-        "{body}"
-    );
+    assert_eq!(body["results"][2]["error"]["code"], "bad_signature", "{body}");
 
     // Status and metrics.
     let (status, s) = get_json(&http, &format!("{url}/v1/status")).await;
@@ -144,19 +104,9 @@ async fn api_refuses_bad_input_with_json_and_serves_committed_transactions() {
     assert!(s["height"].as_u64().unwrap() >= height, "{s}");
     assert_eq!(s["primary"], 0);
     assert!(s["peers"].as_array().unwrap().is_empty());
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("medchain_committed_height"), "{text}");
-    assert!(
-        text.contains("medchain_txs_refused_total{code=\"bad_signature\"}"),
-        "{text}"
-    );
+    assert!(text.contains("medchain_txs_refused_total{code=\"bad_signature\"}"), "{text}");
 
     // Unknown routes are JSON too.
     let (status, body) = get_json(&http, &format!("{url}/v2/nothing")).await;

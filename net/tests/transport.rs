@@ -27,17 +27,9 @@ fn start(
 ) -> (Transport, mpsc::Receiver<Inbound>, Arc<Metrics>) {
     let (tx, rx) = mpsc::channel(64);
     let metrics = Arc::new(Metrics::default());
-    let config = TransportConfig {
-        genesis: c.genesis.clone(),
-        identity: c.identity(i),
-        listen: loopback(),
-        peer_addrs: peers,
-    };
-    (
-        Transport::start(config, tx, metrics.clone()).unwrap(),
-        rx,
-        metrics,
-    )
+    let config =
+        TransportConfig { genesis: c.genesis.clone(), identity: c.identity(i), listen: loopback(), peer_addrs: peers };
+    (Transport::start(config, tx, metrics.clone()).unwrap(), rx, metrics)
 }
 
 /// Dials `addr` as `identity` with a bare quinn endpoint and returns why the connection failed
@@ -46,17 +38,12 @@ async fn dial_refusal(identity: &TlsIdentity, addr: SocketAddr, server_name: &st
     let (_, client) = quic_configs(identity).unwrap();
     let endpoint = quinn::Endpoint::client(loopback()).unwrap();
     let connecting = endpoint.connect_with(client, addr, server_name).unwrap();
-    let reason = match tokio::time::timeout(WAIT, connecting)
-        .await
-        .expect("handshake hung")
-    {
+    let reason = match tokio::time::timeout(WAIT, connecting).await.expect("handshake hung") {
         Err(e) => e.to_string(),
         Ok(conn) => {
             // In TLS 1.3 the client finishes before the server has checked the client's
             // certificate: the refusal arrives as the connection closing.
-            let e = tokio::time::timeout(WAIT, conn.closed())
-                .await
-                .expect("connection was not refused");
+            let e = tokio::time::timeout(WAIT, conn.closed()).await.expect("connection was not refused");
             e.to_string()
         }
     };
@@ -64,13 +51,7 @@ async fn dial_refusal(identity: &TlsIdentity, addr: SocketAddr, server_name: &st
     reason
 }
 
-fn outsider_identity(
-    c: &Consortium,
-    ca: &SigningKey,
-    ca_pem: &str,
-    key: SigningKey,
-    name: &str,
-) -> TlsIdentity {
+fn outsider_identity(c: &Consortium, ca: &SigningKey, ca_pem: &str, key: SigningKey, name: &str) -> TlsIdentity {
     let cert = node_certificate(ca, ca_pem, &key, name).unwrap();
     // Trusts the real consortium CA, so only the other side's verdict is tested.
     TlsIdentity::from_pem(&c.ca_pem, &cert, key, c.allowed()).unwrap()
@@ -87,15 +68,9 @@ async fn certificate_from_another_ca_is_refused_at_the_handshake() {
     let rogue_ca_pem = ca_certificate(&rogue_ca, &ChainId::new("net-test").unwrap()).unwrap();
     let rogue = outsider_identity(&c, &rogue_ca, &rogue_ca_pem, c.keys[1].clone(), "node1");
     let reason = dial_refusal(&rogue, addr, "node0").await;
-    assert!(
-        reason.to_lowercase().contains("certificate"),
-        "unexpected refusal: {reason}"
-    );
+    assert!(reason.to_lowercase().contains("certificate"), "unexpected refusal: {reason}");
 
-    eventually(WAIT, "the refusal to be counted", || async {
-        metrics.connections_refused.get("handshake") >= 1
-    })
-    .await;
+    eventually(WAIT, "the refusal to be counted", || async { metrics.connections_refused.get("handshake") >= 1 }).await;
     assert!(!a.is_connected(1));
     assert!(inbound.try_recv().is_err());
 
@@ -110,10 +85,7 @@ async fn certificate_from_another_ca_is_refused_at_the_handshake() {
     });
     let reason = dial_refusal(&c.identity(0), rogue_addr, "node1").await;
     // Same CA name, other key: the chain does not verify to the consortium CA.
-    assert!(
-        reason.contains("invalid peer certificate: BadSignature"),
-        "unexpected refusal: {reason}"
-    );
+    assert!(reason.contains("invalid peer certificate: BadSignature"), "unexpected refusal: {reason}");
     a.shutdown().await;
 }
 
@@ -123,22 +95,10 @@ async fn consortium_certificate_for_a_key_outside_the_genesis_is_refused() {
     let (a, mut inbound, metrics) = start(&c, 0, HashMap::new());
     let addr = a.local_addr().unwrap();
 
-    let outsider = outsider_identity(
-        &c,
-        &c.ca,
-        &c.ca_pem,
-        SigningKey::from_seed([77; 32]),
-        "node9",
-    );
+    let outsider = outsider_identity(&c, &c.ca, &c.ca_pem, SigningKey::from_seed([77; 32]), "node9");
     let reason = dial_refusal(&outsider, addr, "node0").await;
-    assert!(
-        reason.to_lowercase().contains("certificate"),
-        "unexpected refusal: {reason}"
-    );
-    eventually(WAIT, "the refusal to be counted", || async {
-        metrics.connections_refused.get("handshake") >= 1
-    })
-    .await;
+    assert!(reason.to_lowercase().contains("certificate"), "unexpected refusal: {reason}");
+    eventually(WAIT, "the refusal to be counted", || async { metrics.connections_refused.get("handshake") >= 1 }).await;
     assert!(inbound.try_recv().is_err());
 
     // Dialing a server that presents such a certificate fails on our side, naming why.
@@ -151,10 +111,7 @@ async fn consortium_certificate_for_a_key_outside_the_genesis_is_refused() {
         }
     });
     let reason = dial_refusal(&c.identity(0), outsider_addr, "node9").await;
-    assert!(
-        reason.contains("not the key of any node in the genesis"),
-        "unexpected refusal: {reason}"
-    );
+    assert!(reason.contains("not the key of any node in the genesis"), "unexpected refusal: {reason}");
     a.shutdown().await;
 }
 
@@ -165,19 +122,13 @@ async fn messages_arrive_with_the_authenticated_sender_and_forgeries_are_dropped
     let peers = HashMap::from([(1u16, b.local_addr().unwrap())]);
     let (a, _a_inbound, _a_metrics) = start(&c, 0, peers);
 
-    eventually(WAIT, "node0 and node1 to connect", || async {
-        a.is_connected(1) && b.is_connected(0)
-    })
-    .await;
+    eventually(WAIT, "node0 and node1 to connect", || async { a.is_connected(1) && b.is_connected(0) }).await;
     assert_eq!(a.peers().len(), 1);
 
     let request = Message::StateRequest(StateRequest { from: 1, to: 4 });
     let good = SignedMessage::sign(&c.chain_id, 0, request.clone(), &c.keys[0]);
     assert!(a.send(1, &good));
-    let got = tokio::time::timeout(WAIT, b_inbound.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let got = tokio::time::timeout(WAIT, b_inbound.recv()).await.unwrap().unwrap();
     assert_eq!(got.from, 0);
     assert_eq!(got.message, good);
 
@@ -185,28 +136,51 @@ async fn messages_arrive_with_the_authenticated_sender_and_forgeries_are_dropped
     let forged = SignedMessage::sign(&c.chain_id, 1, request, &c.keys[1]);
     assert!(a.send(1, &forged));
     assert!(a.send_bytes(1, bytes::Bytes::from_static(b"not a message")));
-    eventually(
-        WAIT,
-        "the forgery and the garbage to be dropped",
-        || async {
-            b_metrics.messages_dropped.get("from_mismatch") == 1
-                && b_metrics.messages_dropped.get("malformed") == 1
-        },
-    )
+    eventually(WAIT, "the forgery and the garbage to be dropped", || async {
+        b_metrics.messages_dropped.get("from_mismatch") == 1 && b_metrics.messages_dropped.get("malformed") == 1
+    })
     .await;
     assert!(b_inbound.try_recv().is_err());
     // One bad message does not cost the connection.
     assert!(a.send(1, &good));
-    let got = tokio::time::timeout(WAIT, b_inbound.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let got = tokio::time::timeout(WAIT, b_inbound.recv()).await.unwrap().unwrap();
     assert_eq!(got.message, good);
 
     a.shutdown().await;
-    eventually(WAIT, "node1 to notice node0 is gone", || async {
-        !b.is_connected(0)
+    eventually(WAIT, "node1 to notice node0 is gone", || async { !b.is_connected(0) }).await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_peer_sending_garbage_is_disconnected_and_the_link_recovers() {
+    let c = Consortium::new(2, 0);
+    let (b, mut b_inbound, b_metrics) = start(&c, 1, HashMap::new());
+    let peers = HashMap::from([(1u16, b.local_addr().unwrap())]);
+    let (a, _a_inbound, a_metrics) = start(&c, 0, peers);
+    eventually(WAIT, "node0 and node1 to connect", || async { a.is_connected(1) && b.is_connected(0) }).await;
+
+    let strikes = net::limits::CONNECTION_MALFORMED_MESSAGES_MAX as usize + 1;
+    for _ in 0..strikes {
+        assert!(a.send_bytes(1, bytes::Bytes::from_static(b"\xff\xff\xff")));
+    }
+    eventually(WAIT, "node1 to cut the misbehaving link", || async {
+        b_metrics.connections_refused.get("misbehaving") == 1
     })
     .await;
+    assert_eq!(b_metrics.messages_dropped.get("malformed"), strikes as u64);
+
+    // Node 0 redials, and good messages flow again.
+    eventually(WAIT, "node0 to reconnect", || async {
+        a_metrics.connections_established.load(std::sync::atomic::Ordering::Relaxed) >= 2 && a.is_connected(1)
+    })
+    .await;
+    let good = SignedMessage::sign(&c.chain_id, 0, Message::StateRequest(StateRequest { from: 1, to: 1 }), &c.keys[0]);
+    eventually(WAIT, "a message over the new connection", || {
+        a.send(1, &good);
+        let got = b_inbound.try_recv().is_ok();
+        async move { got }
+    })
+    .await;
+    a.shutdown().await;
     b.shutdown().await;
 }

@@ -26,27 +26,12 @@ impl Consortium {
         let ca = SigningKey::from_seed([200; 32]);
         let ca_pem = ca_certificate(&ca, &chain_id).unwrap();
         let n = validators + auditors;
-        let keys: Vec<SigningKey> = (0..n)
-            .map(|i| SigningKey::from_seed([i as u8 + 1; 32]))
-            .collect();
+        let keys: Vec<SigningKey> = (0..n).map(|i| SigningKey::from_seed([i as u8 + 1; 32])).collect();
         let names: Vec<String> = (0..n)
-            .map(|i| {
-                if i < validators {
-                    format!("node{i}")
-                } else {
-                    format!("auditor{}", i - validators)
-                }
-            })
+            .map(|i| if i < validators { format!("node{i}") } else { format!("auditor{}", i - validators) })
             .collect();
-        let cert_pems = keys
-            .iter()
-            .zip(&names)
-            .map(|(k, n)| node_certificate(&ca, &ca_pem, k, n).unwrap())
-            .collect();
-        let info = |i: usize| NodeInfo {
-            name: names[i].clone(),
-            key: keys[i].public(),
-        };
+        let cert_pems = keys.iter().zip(&names).map(|(k, n)| node_certificate(&ca, &ca_pem, k, n).unwrap()).collect();
+        let info = |i: usize| NodeInfo { name: names[i].clone(), key: keys[i].public() };
         let body = GenesisBody {
             chain_id: chain_id.clone(),
             created_at_ms: 1_700_000_000_000,
@@ -57,15 +42,7 @@ impl Consortium {
         };
         let genesis = Arc::new(body.sign(&ca));
         genesis.verify().unwrap();
-        Consortium {
-            chain_id,
-            ca,
-            ca_pem,
-            keys,
-            names,
-            cert_pems,
-            genesis,
-        }
+        Consortium { chain_id, ca, ca_pem, keys, names, cert_pems, genesis }
     }
 
     pub fn allowed(&self) -> AllowedKeys {
@@ -74,13 +51,7 @@ impl Consortium {
 
     /// The TLS identity of node `i`.
     pub fn identity(&self, i: usize) -> TlsIdentity {
-        TlsIdentity::from_pem(
-            &self.ca_pem,
-            &self.cert_pems[i],
-            self.keys[i].clone(),
-            self.allowed(),
-        )
-        .unwrap()
+        TlsIdentity::from_pem(&self.ca_pem, &self.cert_pems[i], self.keys[i].clone(), self.allowed()).unwrap()
     }
 }
 
@@ -95,31 +66,19 @@ where
         if check().await {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// Writes the consortium's files for node `i` into `dir` and returns its configuration
 /// (addresses on loopback, port 0 unless given).
-pub fn node_files(
-    c: &Consortium,
-    dir: &std::path::Path,
-    i: usize,
-    p2p_port: u16,
-) -> net::NodeConfig {
+pub fn node_files(c: &Consortium, dir: &std::path::Path, i: usize, p2p_port: u16) -> net::NodeConfig {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("genesis.bin"), engine::codec::encode(&*c.genesis)).unwrap();
     std::fs::write(dir.join("ca.pem"), &c.ca_pem).unwrap();
     let name = &c.names[i];
-    std::fs::write(
-        dir.join(format!("{name}.key")),
-        hex::encode(c.keys[i].seed()),
-    )
-    .unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), hex::encode(c.keys[i].seed())).unwrap();
     std::fs::write(dir.join(format!("{name}.pem")), &c.cert_pems[i]).unwrap();
     let text = format!(
         r#"
@@ -141,23 +100,14 @@ view_change_timeout_ms = 1500
 }
 
 /// A hospital (validator `sender`) enrols a new patient: a transaction any validator accepts.
-pub fn enroll(
-    c: &Consortium,
-    sender: usize,
-    nonce: u64,
-    patient_seed: u8,
-) -> engine::tx::Transaction {
+pub fn enroll(c: &Consortium, sender: usize, nonce: u64, patient_seed: u8) -> engine::tx::Transaction {
     use engine::tx::{Enroll, Payload, Role, TxBody};
     let patient = SigningKey::from_seed([patient_seed; 32]).public();
     let body = TxBody {
         sender: c.keys[sender].public(),
         nonce,
         expiry_height: 1_000_000,
-        payload: Payload::Enroll(Enroll {
-            key: patient,
-            role: Role::Patient,
-            name: format!("patient-{patient_seed}"),
-        }),
+        payload: Payload::Enroll(Enroll { key: patient, role: Role::Patient, name: format!("patient-{patient_seed}") }),
     };
     body.sign(&c.chain_id, &[&c.keys[sender]])
 }
@@ -175,11 +125,7 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> (u16, serde_json::Va
 }
 
 /// POST a JSON document; returns the status code and the body.
-pub async fn post_json(
-    http: &reqwest::Client,
-    url: &str,
-    body: &serde_json::Value,
-) -> (u16, serde_json::Value) {
+pub async fn post_json(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
     let r = http.post(url).json(body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
