@@ -13,10 +13,7 @@ pub fn open_chain<S: Storage>(genesis: &Genesis, storage: &mut S) -> Result<Stat
     genesis.verify()?;
     match storage.genesis()? {
         Some(stored) if stored != *genesis => {
-            return Err(ReplicaError::GenesisMismatch {
-                stored: stored.hash(),
-                configured: genesis.hash(),
-            })
+            return Err(ReplicaError::GenesisMismatch { stored: stored.hash(), configured: genesis.hash() })
         }
         Some(_) => {}
         None => storage.put_genesis(genesis)?,
@@ -24,15 +21,10 @@ pub fn open_chain<S: Storage>(genesis: &Genesis, storage: &mut S) -> Result<Stat
     let mut state = State::from_genesis(genesis);
     let head = storage.head()?.map(|(h, _)| h).unwrap_or(0);
     for height in 1..=head {
-        let cb = storage
-            .block(height)?
-            .ok_or_else(|| ReplicaError::Corrupt(format!("block {height} is missing")))?;
+        let cb = storage.block(height)?.ok_or_else(|| ReplicaError::Corrupt(format!("block {height} is missing")))?;
         let h = &cb.block.header;
         if h.height != height || h.prev_hash != state.head() {
-            return Err(ReplicaError::Corrupt(format!(
-                "stored block {height} does not extend block {}",
-                height - 1
-            )));
+            return Err(ReplicaError::Corrupt(format!("stored block {height} does not extend block {}", height - 1)));
         }
         state.apply_block(&cb.block);
     }
@@ -47,16 +39,8 @@ pub fn append<S: Storage>(
     storage: &mut S,
     cb: &CommittedBlock,
 ) -> Result<Vec<Receipt>, StorageError> {
-    assert_eq!(
-        cb.block.header.height,
-        state.height() + 1,
-        "append: block does not follow the head"
-    );
-    assert_eq!(
-        cb.block.header.prev_hash,
-        state.head(),
-        "append: block does not link to the head"
-    );
+    assert_eq!(cb.block.header.height, state.height() + 1, "append: block does not follow the head");
+    assert_eq!(cb.block.header.prev_hash, state.head(), "append: block does not link to the head");
     let receipts = state.apply_block(&cb.block);
     storage.commit_block(cb, &receipts)?;
     Ok(receipts)

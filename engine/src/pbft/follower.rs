@@ -56,26 +56,13 @@ impl<S: Storage> Follower<S> {
         let me = config.me;
         let node = genesis.nodes().nth(me as usize).map(|(_, n)| n.key);
         if (me as usize) < validators || node.is_none() {
-            return Err(ReplicaError::BadIdentity {
-                me,
-                reason: "not an auditor of the genesis".into(),
-            });
+            return Err(ReplicaError::BadIdentity { me, reason: "not an auditor of the genesis".into() });
         }
         if node != Some(config.key.public()) {
-            return Err(ReplicaError::BadIdentity {
-                me,
-                reason: "the signing key is not this auditor's key".into(),
-            });
+            return Err(ReplicaError::BadIdentity { me, reason: "the signing key is not this auditor's key".into() });
         }
         let state = chain::open_chain(genesis, &mut storage)?;
-        Ok(Follower {
-            cfg: config,
-            storage,
-            state,
-            last_poll_ms: None,
-            peer: 0,
-            halted: false,
-        })
+        Ok(Follower { cfg: config, storage, state, last_poll_ms: None, peer: 0, halted: false })
     }
 
     /// Feeds one event. Only state responses from validators and ticks do anything.
@@ -90,13 +77,9 @@ impl<S: Storage> Follower<S> {
             }
             Event::Transactions(txs) => {
                 for tx in txs {
-                    let reason = TxError::Conflict(
-                        "auditor nodes do not accept transactions; send it to a validator".into(),
-                    );
-                    out.push(Action::Refused {
-                        tx: tx.id(),
-                        reason,
-                    });
+                    let reason =
+                        TxError::Conflict("auditor nodes do not accept transactions; send it to a validator".into());
+                    out.push(Action::Refused { tx: tx.id(), reason });
                 }
             }
             Event::Tick { now_ms } => self.on_tick(now_ms, &mut out),
@@ -116,11 +99,7 @@ impl<S: Storage> Follower<S> {
             return Err(MessageError::NotAccepted(m.message.kind()));
         };
         let mut applied = 0;
-        for cb in resp
-            .blocks
-            .into_iter()
-            .take(STATE_CHUNK_BLOCKS_MAX as usize)
-        {
+        for cb in resp.blocks.into_iter().take(STATE_CHUNK_BLOCKS_MAX as usize) {
             let height = self.state.height();
             if cb.block.header.height <= height {
                 continue;
@@ -133,15 +112,10 @@ impl<S: Storage> Follower<S> {
                 self.state.timestamp_ms(),
             )?;
             match chain::append(&mut self.state, &mut self.storage, &cb) {
-                Ok(receipts) => out.push(Action::Committed {
-                    block: cb,
-                    receipts,
-                }),
+                Ok(receipts) => out.push(Action::Committed { block: cb, receipts }),
                 Err(e) => {
                     self.halted = true;
-                    out.push(Action::Halted {
-                        reason: e.to_string(),
-                    });
+                    out.push(Action::Halted { reason: e.to_string() });
                     return Ok(());
                 }
             }
@@ -155,11 +129,7 @@ impl<S: Storage> Follower<S> {
     }
 
     fn on_tick(&mut self, now_ms: u64, out: &mut Vec<Action>) {
-        if self.halted
-            || self
-                .last_poll_ms
-                .is_some_and(|t| now_ms < t + self.cfg.poll_interval_ms)
-        {
+        if self.halted || self.last_poll_ms.is_some_and(|t| now_ms < t + self.cfg.poll_interval_ms) {
             return;
         }
         self.last_poll_ms = Some(now_ms);
@@ -170,28 +140,15 @@ impl<S: Storage> Follower<S> {
         let validators = self.cfg.genesis.body.validators.len();
         self.peer = (self.peer + 1) % validators;
         let h = self.state.height();
-        let req = StateRequest {
-            from: h + 1,
-            to: h + STATE_CHUNK_BLOCKS_MAX,
-        };
-        let message = SignedMessage::sign(
-            self.cfg.genesis.chain_id(),
-            self.cfg.me,
-            Message::StateRequest(req),
-            &self.cfg.key,
-        );
-        out.push(Action::Send {
-            to: self.peer as NodeId,
-            message,
-        });
+        let req = StateRequest { from: h + 1, to: h + STATE_CHUNK_BLOCKS_MAX };
+        let message =
+            SignedMessage::sign(self.cfg.genesis.chain_id(), self.cfg.me, Message::StateRequest(req), &self.cfg.key);
+        out.push(Action::Send { to: self.peer as NodeId, message });
     }
 
     /// Height and head.
     pub fn status(&self) -> FollowerStatus {
-        FollowerStatus {
-            height: self.state.height(),
-            head: self.state.head(),
-        }
+        FollowerStatus { height: self.state.height(), head: self.state.head() }
     }
 
     /// The ledger state at the head.

@@ -14,8 +14,8 @@
 use super::chain;
 use super::error::{MessageError, ReplicaError};
 use super::message::{
-    Checkpoint, Message, NewView, NodeId, PrePrepare, PreparedProof, ReplicaId, SignedMessage,
-    StateRequest, StateResponse, ViewChange, Vote,
+    Checkpoint, Message, NewView, NodeId, PrePrepare, PreparedProof, ReplicaId, SignedMessage, StateRequest,
+    StateResponse, ViewChange, Vote,
 };
 use super::rules::{self, NewViewPlan, StableCheckpoint, TIMESTAMP_AHEAD_MS_MAX};
 use super::{Action, Event, ReplicaConfig, ReplicaStatus};
@@ -142,16 +142,7 @@ impl Pool {
         let arrival = self.next_arrival;
         self.next_arrival += 1;
         self.order.insert(arrival, id);
-        self.by_id.insert(
-            id,
-            PoolTx {
-                tx,
-                arrival,
-                arrived_ms: now_ms,
-                proposed: false,
-                forwarded_ms: None,
-            },
-        );
+        self.by_id.insert(id, PoolTx { tx, arrival, arrived_ms: now_ms, proposed: false, forwarded_ms: None });
     }
     fn remove(&mut self, id: &TxId) {
         if let Some(p) = self.by_id.remove(id) {
@@ -236,12 +227,7 @@ impl<S: Storage> Replica<S> {
         let validators = genesis.validator_set();
         let me = config.me;
         match validators.key(me) {
-            None => {
-                return Err(ReplicaError::BadIdentity {
-                    me,
-                    reason: "not a validator of the genesis".into(),
-                })
-            }
+            None => return Err(ReplicaError::BadIdentity { me, reason: "not a validator of the genesis".into() }),
             Some(k) if *k != config.key.public() => {
                 return Err(ReplicaError::BadIdentity {
                     me,
@@ -292,15 +278,12 @@ impl<S: Storage> Replica<S> {
     }
 
     fn reload_log(&mut self) -> Result<(), ReplicaError> {
-        let corrupt = |what: &str, e: codec::DecodeError| {
-            ReplicaError::Corrupt(format!("consensus log {what}: {e}"))
-        };
+        let corrupt = |what: &str, e: codec::DecodeError| ReplicaError::Corrupt(format!("consensus log {what}: {e}"));
         let entries = self.storage.consensus_entries()?;
         let mut slot_entries = Vec::new();
         for (k, v) in entries {
             if k.as_slice() == keys::META_VIEW {
-                let meta: ViewMeta =
-                    codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("view", e))?;
+                let meta: ViewMeta = codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("view", e))?;
                 self.view = meta.view;
                 self.view_changing = meta.view_changing;
                 self.new_view_msg = meta.new_view;
@@ -309,17 +292,13 @@ impl<S: Storage> Replica<S> {
                     self.my_view_change = Some(vc);
                 }
             } else if k.as_slice() == keys::META_STABLE {
-                self.stable = codec::decode(&v, MESSAGE_BYTES_MAX)
-                    .map_err(|e| corrupt("stable checkpoint", e))?;
+                self.stable = codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("stable checkpoint", e))?;
             } else if k.len() == 10 && k[0] == keys::SLOT {
                 let mut seq = [0u8; 8];
                 seq.copy_from_slice(&k[1..9]);
                 slot_entries.push((u64::from_be_bytes(seq), k[9], v));
             } else {
-                return Err(ReplicaError::Corrupt(format!(
-                    "unknown consensus log key {}",
-                    hex::encode(&k)
-                )));
+                return Err(ReplicaError::Corrupt(format!("unknown consensus log key {}", hex::encode(&k))));
             }
         }
         for (seq, kind, v) in slot_entries {
@@ -329,52 +308,39 @@ impl<S: Storage> Replica<S> {
             let slot = self.slots.entry(seq).or_default();
             match kind {
                 keys::PRE_PREPARE => {
-                    let m: SignedMessage = codec::decode(&v, MESSAGE_BYTES_MAX)
-                        .map_err(|e| corrupt("pre-prepare", e))?;
+                    let m: SignedMessage =
+                        codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("pre-prepare", e))?;
                     if !matches!(m.message, Message::PrePrepare(_)) {
-                        return Err(ReplicaError::Corrupt(format!(
-                            "slot {seq}: not a pre-prepare"
-                        )));
+                        return Err(ReplicaError::Corrupt(format!("slot {seq}: not a pre-prepare")));
                     }
                     slot.accepted = Some(Accepted::new(m));
                 }
                 keys::PREPARE => {
-                    slot.my_prepare = Some(
-                        codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("prepare", e))?,
-                    )
+                    slot.my_prepare = Some(codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("prepare", e))?)
                 }
                 keys::COMMIT => {
-                    slot.my_commit = Some(
-                        codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("commit", e))?,
-                    )
+                    slot.my_commit = Some(codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("commit", e))?)
                 }
                 keys::PREPARED => {
-                    let p: PreparedProof = codec::decode(&v, MESSAGE_BYTES_MAX)
-                        .map_err(|e| corrupt("prepared proof", e))?;
+                    let p: PreparedProof =
+                        codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("prepared proof", e))?;
                     let view = match &p.pre_prepare.message {
                         Message::PrePrepare(pp) => pp.view,
-                        _ => {
-                            return Err(ReplicaError::Corrupt(format!(
-                                "slot {seq}: bad prepared proof"
-                            )))
-                        }
+                        _ => return Err(ReplicaError::Corrupt(format!("slot {seq}: bad prepared proof"))),
                     };
                     slot.prepared = Some((view, p));
                 }
-                other => {
-                    return Err(ReplicaError::Corrupt(format!(
-                        "slot {seq}: unknown entry kind {other}"
-                    )))
-                }
+                other => return Err(ReplicaError::Corrupt(format!("slot {seq}: unknown entry kind {other}"))),
             }
         }
         // Own votes count only in the view they were cast in.
         let (view, me) = (self.view, self.cfg.me);
         for slot in self.slots.values_mut() {
-            if let Some(c) = &slot.my_commit {
-                if vote_of(c).map(|v| v.view) == Some(view) {
-                    slot.commits.insert(me, c.clone());
-                }
+            if let Some(p) = slot.my_prepare.as_ref().filter(|p| vote_of(p).map(|v| v.view) == Some(view)) {
+                slot.prepares.insert(me, p.clone());
+            }
+            if let Some(c) = slot.my_commit.as_ref().filter(|c| vote_of(c).map(|v| v.view) == Some(view)) {
+                slot.commits.insert(me, c.clone());
             }
         }
         let last_accepted = self
@@ -383,11 +349,7 @@ impl<S: Storage> Replica<S> {
             .filter(|(_, s)| s.accepted.as_ref().is_some_and(|a| a.view == view))
             .map(|(k, _)| *k)
             .max();
-        self.next_seq = last_accepted
-            .unwrap_or(0)
-            .max(self.state.height())
-            .max(self.stable.checkpoint.seq)
-            + 1;
+        self.next_seq = last_accepted.unwrap_or(0).max(self.state.height()).max(self.stable.checkpoint.seq) + 1;
         Ok(())
     }
 
@@ -396,10 +358,7 @@ impl<S: Storage> Replica<S> {
         let mut out = Vec::new();
         if self.halted {
             if let Event::Message(m) = event {
-                out.push(Action::Dropped {
-                    from: m.from,
-                    reason: MessageError::Halted,
-                });
+                out.push(Action::Dropped { from: m.from, reason: MessageError::Halted });
             }
             return out;
         }
@@ -425,9 +384,7 @@ impl<S: Storage> Replica<S> {
             Ok(()) | Err(Stop::Drop(_)) => {}
             Err(Stop::Storage(e)) => {
                 self.halted = true;
-                out.push(Action::Halted {
-                    reason: e.to_string(),
-                });
+                out.push(Action::Halted { reason: e.to_string() });
             }
         }
         out
@@ -466,6 +423,12 @@ impl<S: Storage> Replica<S> {
         self.cfg.me
     }
 
+    /// Slots held in memory (for tests of the memory bound).
+    #[cfg(test)]
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     // ---- helpers ----
 
     fn primary(&self, view: u64) -> ReplicaId {
@@ -484,19 +447,13 @@ impl<S: Storage> Replica<S> {
         self.state.height()
     }
     fn sign(&self, message: Message) -> SignedMessage {
-        SignedMessage::sign(
-            self.cfg.genesis.chain_id(),
-            self.cfg.me,
-            message,
-            &self.cfg.key,
-        )
+        SignedMessage::sign(self.cfg.genesis.chain_id(), self.cfg.me, message, &self.cfg.key)
     }
     fn put<T: Serialize>(&mut self, key: &[u8], value: &T) -> Result<(), StorageError> {
         self.storage.put_consensus(key, &codec::encode(value))
     }
     fn timeout_ms(&self) -> u64 {
-        self.cfg.view_change_timeout_ms.max(1)
-            << self.consecutive_view_changes.min(TIMEOUT_DOUBLINGS_MAX)
+        self.cfg.view_change_timeout_ms.max(1) << self.consecutive_view_changes.min(TIMEOUT_DOUBLINGS_MAX)
     }
     fn retransmit_ms(&self) -> u64 {
         (self.cfg.view_change_timeout_ms / 4).max(1)
@@ -533,11 +490,7 @@ impl<S: Storage> Replica<S> {
         if seq > self.height() {
             return None;
         }
-        self.storage
-            .block(seq)
-            .ok()
-            .flatten()
-            .map(|cb| cb.block.hash())
+        self.storage.block(seq).ok().flatten().map(|cb| cb.block.hash())
     }
 
     fn check_view(&self, view: u64) -> Result<(), MessageError> {
@@ -570,10 +523,7 @@ impl<S: Storage> Replica<S> {
     fn has_outstanding(&self) -> bool {
         let height = self.height();
         self.pool.len() > 0
-            || self
-                .slots
-                .range(height + 1..)
-                .any(|(_, s)| s.accepted.is_some() || s.waiting.is_some())
+            || self.slots.range(height + 1..).any(|(_, s)| s.accepted.is_some() || s.waiting.is_some())
             || self.state_target > height
     }
 
@@ -622,10 +572,8 @@ impl<S: Storage> Replica<S> {
             self.last_retransmit_ms = now_ms;
             if self.n > 1 {
                 let h = self.height();
-                let req = self.sign(Message::StateRequest(StateRequest {
-                    from: h + 1,
-                    to: h + STATE_CHUNK_BLOCKS_MAX,
-                }));
+                let req =
+                    self.sign(Message::StateRequest(StateRequest { from: h + 1, to: h + STATE_CHUNK_BLOCKS_MAX }));
                 out.push(Action::Broadcast { message: req });
             }
         }
@@ -644,10 +592,12 @@ impl<S: Storage> Replica<S> {
         }
         if now_ms >= self.last_retransmit_ms + self.retransmit_ms() {
             self.last_retransmit_ms = now_ms;
-            let stuck =
-                self.has_outstanding() && now_ms >= self.last_progress_ms + self.retransmit_ms();
+            let stuck = self.has_outstanding() && now_ms >= self.last_progress_ms + self.retransmit_ms();
             if self.view_changing || stuck {
                 self.retransmit(out);
+            } else if let Some(c) = &self.my_checkpoint {
+                // A heartbeat: an idle cluster still shows a lagging replica how far it is.
+                out.push(Action::Broadcast { message: c.clone() });
             }
         }
         self.maybe_request_state(out, false);
@@ -657,9 +607,7 @@ impl<S: Storage> Replica<S> {
     fn retransmit(&mut self, out: &mut Vec<Action>) {
         if self.view_changing {
             if let Some(vc) = &self.my_view_change {
-                out.push(Action::Broadcast {
-                    message: vc.clone(),
-                });
+                out.push(Action::Broadcast { message: vc.clone() });
             }
             return;
         }
@@ -667,9 +615,7 @@ impl<S: Storage> Replica<S> {
         for slot in self.slots.values() {
             if let Some(acc) = &slot.accepted {
                 if primary && acc.view == view && acc.msg.from == me {
-                    out.push(Action::Broadcast {
-                        message: acc.msg.clone(),
-                    });
+                    out.push(Action::Broadcast { message: acc.msg.clone() });
                 }
             }
             for m in [&slot.my_prepare, &slot.my_commit].into_iter().flatten() {
@@ -681,19 +627,15 @@ impl<S: Storage> Replica<S> {
         if let Some(c) = &self.my_checkpoint {
             out.push(Action::Broadcast { message: c.clone() });
         }
-        self.forward_pool(out);
+        // Stuck transactions go to every validator (as a PBFT client would re-broadcast them):
+        // if the primary ignores them, enough backups time out to change the view.
+        self.forward_pool(true, out);
         // Votes may be lost for good once peers moved on: ask one peer for blocks.
         if self.n > 1 {
             let h = self.height();
             let peer = self.next_peer();
-            let req = self.sign(Message::StateRequest(StateRequest {
-                from: h + 1,
-                to: h + STATE_CHUNK_BLOCKS_MAX,
-            }));
-            out.push(Action::Send {
-                to: peer,
-                message: req,
-            });
+            let req = self.sign(Message::StateRequest(StateRequest { from: h + 1, to: h + STATE_CHUNK_BLOCKS_MAX }));
+            out.push(Action::Send { to: peer, message: req });
         }
     }
 
@@ -716,11 +658,22 @@ impl<S: Storage> Replica<S> {
         if last.is_some_and(|t| self.now_ms < t + self.retransmit_ms()) {
             return;
         }
-        out.push(Action::Send {
-            to: from,
-            message: nv.clone(),
-        });
+        out.push(Action::Send { to: from, message: nv.clone() });
         self.helped_ms.insert(from, self.now_ms);
+    }
+
+    fn help_with_commit(&mut self, from: ReplicaId, seq: u64, out: &mut Vec<Action>) {
+        let executed = self.executed_at_ms.get(&seq).copied().unwrap_or(0);
+        let last = self.helped_ms.get(&from).copied();
+        let every = self.retransmit_ms();
+        if self.now_ms < executed + every || last.is_some_and(|t| self.now_ms < t + every) {
+            return;
+        }
+        let Some(c) = self.slots.get(&seq).and_then(|s| s.my_commit.clone()) else { return };
+        if vote_of(&c).map(|v| v.view) == Some(self.view) {
+            out.push(Action::Send { to: from, message: c });
+            self.helped_ms.insert(from, self.now_ms);
+        }
     }
 
     // ---- client transactions ----
@@ -745,8 +698,7 @@ impl<S: Storage> Replica<S> {
                     self.cfg.pending_txs_max
                 )))
             } else {
-                self.state
-                    .check(&tx, height + 1, self.now_ms.max(self.state.timestamp_ms()))
+                self.state.check(&tx, height + 1, self.now_ms.max(self.state.timestamp_ms()))
             };
             match verdict {
                 Ok(()) => {
@@ -767,15 +719,13 @@ impl<S: Storage> Replica<S> {
                     batch.push(p.tx.clone());
                 }
             }
-            out.push(Action::Send {
-                to: primary,
-                message: self.sign(Message::Forward(batch)),
-            });
+            out.push(Action::Send { to: primary, message: self.sign(Message::Forward(batch)) });
         }
     }
 
-    /// A backup forwards pool transactions it has not forwarded recently to the primary.
-    fn forward_pool(&mut self, out: &mut Vec<Action>) {
+    /// A backup forwards pool transactions it has not forwarded recently to the primary (or to
+    /// every validator).
+    fn forward_pool(&mut self, to_all: bool, out: &mut Vec<Action>) {
         if self.is_primary() || self.view_changing || self.pool.len() == 0 {
             return;
         }
@@ -793,12 +743,14 @@ impl<S: Storage> Replica<S> {
                 }
             }
         }
-        if !batch.is_empty() {
-            let primary = self.primary(self.view);
-            out.push(Action::Send {
-                to: primary,
-                message: self.sign(Message::Forward(batch)),
-            });
+        if batch.is_empty() {
+            return;
+        }
+        let message = self.sign(Message::Forward(batch));
+        if to_all {
+            out.push(Action::Broadcast { message });
+        } else {
+            out.push(Action::Send { to: self.primary(self.view), message });
         }
     }
 
@@ -834,16 +786,14 @@ impl<S: Storage> Replica<S> {
             let Some(&(_, oldest_ms)) = unproposed.first() else {
                 return Ok(());
             };
-            let ready = unproposed.len() >= self.cfg.batch_txs.max(1)
-                || self.now_ms >= oldest_ms + self.cfg.batch_delay_ms;
+            let ready =
+                unproposed.len() >= self.cfg.batch_txs.max(1) || self.now_ms >= oldest_ms + self.cfg.batch_delay_ms;
             if !ready {
                 return Ok(());
             }
             let ids: Vec<TxId> = unproposed.iter().take(limit).map(|(id, _)| *id).collect();
-            let txs: Vec<Transaction> = ids
-                .iter()
-                .filter_map(|id| self.pool.by_id.get(id).map(|p| p.tx.clone()))
-                .collect();
+            let txs: Vec<Transaction> =
+                ids.iter().filter_map(|id| self.pool.by_id.get(id).map(|p| p.tx.clone())).collect();
             let mut block = Block {
                 header: BlockHeader {
                     chain_id: self.cfg.genesis.chain_id().clone(),
@@ -863,20 +813,14 @@ impl<S: Storage> Replica<S> {
                     p.proposed = true;
                 }
             }
-            let msg = self.sign(Message::PrePrepare(PrePrepare {
-                view: self.view,
-                seq,
-                block,
-            }));
+            let msg = self.sign(Message::PrePrepare(PrePrepare { view: self.view, seq, block }));
             self.next_seq = seq + 1;
             self.accept(seq, msg, true, out)?;
         }
     }
 
     fn on_pre_prepare(&mut self, from: ReplicaId, m: SignedMessage, out: &mut Vec<Action>) -> Step {
-        let Message::PrePrepare(pp) = &m.message else {
-            unreachable!()
-        };
+        let Message::PrePrepare(pp) = &m.message else { unreachable!() };
         let (view, seq) = (pp.view, pp.seq);
         self.check_view(view)?;
         if from != self.primary(view) {
@@ -905,10 +849,7 @@ impl<S: Storage> Replica<S> {
         rules::check_block_body(&pp.block, &self.cfg.genesis, seq)?;
         let h = &pp.block.header;
         if h.view != view || h.proposer != from {
-            return Err(MessageError::BadHeader(
-                "header view or proposer differs from the pre-prepare".into(),
-            )
-            .into());
+            return Err(MessageError::BadHeader("header view or proposer differs from the pre-prepare".into()).into());
         }
         if h.timestamp_ms > self.now_ms.saturating_add(TIMESTAMP_AHEAD_MS_MAX) {
             return Err(MessageError::BadHeader(format!(
@@ -933,9 +874,7 @@ impl<S: Storage> Replica<S> {
             let Some((prev_hash, prev_ts)) = self.link_at(seq - 1) else {
                 return Ok(());
             };
-            let Message::PrePrepare(pp) = &w.message else {
-                unreachable!()
-            };
+            let Message::PrePrepare(pp) = &w.message else { unreachable!() };
             let h = &pp.block.header;
             if h.prev_hash != prev_hash || h.timestamp_ms < prev_ts {
                 if let Some(s) = self.slots.get_mut(&seq) {
@@ -944,15 +883,9 @@ impl<S: Storage> Replica<S> {
                 let reason = if h.prev_hash != prev_hash {
                     format!("prev_hash does not link to block {}", seq - 1)
                 } else {
-                    format!(
-                        "timestamp {} below the previous block's {prev_ts}",
-                        h.timestamp_ms
-                    )
+                    format!("timestamp {} below the previous block's {prev_ts}", h.timestamp_ms)
                 };
-                out.push(Action::Dropped {
-                    from: w.from,
-                    reason: MessageError::BadHeader(reason),
-                });
+                out.push(Action::Dropped { from: w.from, reason: MessageError::BadHeader(reason) });
                 return Ok(());
             }
             self.accept(seq, w, false, out)?;
@@ -962,29 +895,19 @@ impl<S: Storage> Replica<S> {
 
     /// Accepts a pre-prepare at `seq` (persisting it first), sends this replica's PREPARE if it
     /// is a backup (or broadcasts the proposal if it is the primary), then advances.
-    fn accept(
-        &mut self,
-        seq: u64,
-        msg: SignedMessage,
-        broadcast: bool,
-        out: &mut Vec<Action>,
-    ) -> Step {
+    fn accept(&mut self, seq: u64, msg: SignedMessage, broadcast: bool, out: &mut Vec<Action>) -> Step {
         let acc = Accepted::new(msg);
         self.put(&keys::slot(seq, keys::PRE_PREPARE), &acc.msg)?;
         let (view, digest) = (acc.view, acc.digest);
         let is_backup = self.primary(view) != self.cfg.me;
         if broadcast {
-            out.push(Action::Broadcast {
-                message: acc.msg.clone(),
-            });
+            out.push(Action::Broadcast { message: acc.msg.clone() });
         }
         let slot = self.slots.entry(seq).or_default();
         slot.accepted = Some(acc);
         slot.waiting = None;
-        slot.prepares
-            .retain(|_, m| vote_of(m).is_some_and(|v| v.digest == digest));
-        slot.commits
-            .retain(|_, m| vote_of(m).is_some_and(|v| v.digest == digest));
+        slot.prepares.retain(|_, m| vote_of(m).is_some_and(|v| v.digest == digest));
+        slot.commits.retain(|_, m| vote_of(m).is_some_and(|v| v.digest == digest));
         if is_backup {
             let prepare = self.sign(Message::Prepare(Vote { view, seq, digest }));
             self.put(&keys::slot(seq, keys::PREPARE), &prepare)?;
@@ -1004,39 +927,19 @@ impl<S: Storage> Replica<S> {
             return Err(MessageError::PrepareFromPrimary { view: vote.view }.into());
         }
         self.check_window(vote.seq, from)?;
-        if vote.seq <= self.height() {
-            // Already executed here: a laggard may be missing our COMMIT.
-            let executed = self.executed_at_ms.get(&vote.seq).copied().unwrap_or(0);
-            if self.now_ms >= executed + self.retransmit_ms() {
-                if let Some(c) = self.slots.get(&vote.seq).and_then(|s| s.my_commit.clone()) {
-                    if vote_of(&c).map(|v| v.view) == Some(self.view) {
-                        out.push(Action::Send {
-                            to: from,
-                            message: c,
-                        });
-                    }
-                }
-            }
+        if !is_commit && vote.seq <= self.height() {
+            // Already executed here: a laggard retransmitting its PREPARE may be missing our
+            // COMMIT. Only PREPAREs are answered (never COMMITs), so answers cannot ping-pong.
+            self.help_with_commit(from, vote.seq, out);
         }
         let slot = self.slots.entry(vote.seq).or_default();
-        let votes = if is_commit {
-            &slot.commits
-        } else {
-            &slot.prepares
-        };
+        let votes = if is_commit { &slot.commits } else { &slot.prepares };
         if votes.contains_key(&from) {
-            return Err(
-                MessageError::Duplicate(if is_commit { "commit" } else { "prepare" }).into(),
-            );
+            return Err(MessageError::Duplicate(if is_commit { "commit" } else { "prepare" }).into());
         }
         if let Some(acc) = slot.accepted.as_ref().filter(|a| a.view == vote.view) {
             if acc.digest != vote.digest {
-                return Err(MessageError::WrongDigest {
-                    seq: vote.seq,
-                    got: vote.digest,
-                    expected: acc.digest,
-                }
-                .into());
+                return Err(MessageError::WrongDigest { seq: vote.seq, got: vote.digest, expected: acc.digest }.into());
             }
         }
         if is_commit {
@@ -1070,12 +973,7 @@ impl<S: Storage> Replica<S> {
             let Some(acc) = slot.accepted.as_ref().filter(|a| a.view == view) else {
                 continue;
             };
-            if slot
-                .my_commit
-                .as_ref()
-                .and_then(vote_of)
-                .is_some_and(|v| v.view == view)
-            {
+            if slot.my_commit.as_ref().and_then(vote_of).is_some_and(|v| v.view == view) {
                 continue;
             }
             let digest = acc.digest;
@@ -1126,12 +1024,7 @@ impl<S: Storage> Replica<S> {
         let Some(acc) = slot.accepted.as_ref().filter(|a| a.view == view) else {
             return Ok(false);
         };
-        if !slot
-            .my_commit
-            .as_ref()
-            .and_then(vote_of)
-            .is_some_and(|v| v.view == view)
-        {
+        if !slot.my_commit.as_ref().and_then(vote_of).is_some_and(|v| v.view == view) {
             return Ok(false);
         }
         let votes: Vec<(ReplicaId, crate::crypto::Signature)> = slot
@@ -1143,18 +1036,9 @@ impl<S: Storage> Replica<S> {
         if votes.len() < self.quorum {
             return Ok(false);
         }
-        let certificate = CommitCertificate {
-            view,
-            height: seq,
-            block_hash: acc.digest,
-            votes,
-        };
+        let certificate = CommitCertificate { view, height: seq, block_hash: acc.digest, votes };
         let block = acc.block().clone();
-        assert_eq!(
-            block.header.prev_hash,
-            self.state.head(),
-            "an accepted block must link to the committed head"
-        );
+        assert_eq!(block.header.prev_hash, self.state.head(), "an accepted block must link to the committed head");
         self.execute(CommittedBlock { block, certificate }, out)?;
         Ok(true)
     }
@@ -1172,8 +1056,7 @@ impl<S: Storage> Replica<S> {
             .by_id
             .iter()
             .filter(|(_, p)| {
-                p.tx.body.nonce <= self.state.nonce(&p.tx.body.sender)
-                    || p.tx.body.expiry_height <= height
+                p.tx.body.nonce <= self.state.nonce(&p.tx.body.sender) || p.tx.body.expiry_height <= height
             })
             .map(|(id, _)| *id)
             .collect();
@@ -1186,15 +1069,9 @@ impl<S: Storage> Replica<S> {
         self.consecutive_view_changes = 0;
         self.next_seq = self.next_seq.max(height + 1);
         let digest = cb.block.hash();
-        out.push(Action::Committed {
-            block: cb,
-            receipts,
-        });
+        out.push(Action::Committed { block: cb, receipts });
         if height % self.interval == 0 {
-            let cp = self.sign(Message::Checkpoint(Checkpoint {
-                seq: height,
-                digest,
-            }));
+            let cp = self.sign(Message::Checkpoint(Checkpoint { seq: height, digest }));
             self.my_checkpoint = Some(cp.clone());
             self.record_checkpoint(self.cfg.me, cp.clone());
             out.push(Action::Broadcast { message: cp });
@@ -1218,30 +1095,17 @@ impl<S: Storage> Replica<S> {
             self.latest_checkpoint.insert(from, m.clone());
         }
         if seq > self.low() && seq <= self.high() {
-            self.checkpoint_votes
-                .entry(seq)
-                .or_default()
-                .entry(from)
-                .or_insert(m);
+            self.checkpoint_votes.entry(seq).or_default().entry(from).or_insert(m);
         }
     }
 
     fn on_checkpoint(&mut self, from: ReplicaId, m: SignedMessage, _out: &mut Vec<Action>) -> Step {
-        let Message::Checkpoint(cp) = &m.message else {
-            unreachable!()
-        };
+        let Message::Checkpoint(cp) = &m.message else { unreachable!() };
         if cp.seq == 0 || cp.seq % self.interval != 0 {
-            return Err(
-                MessageError::BadCheckpoint(format!("seq {} is not a checkpoint", cp.seq)).into(),
-            );
+            return Err(MessageError::BadCheckpoint(format!("seq {} is not a checkpoint", cp.seq)).into());
         }
         if cp.seq <= self.low() {
-            return Err(MessageError::OutsideWindow {
-                seq: cp.seq,
-                low: self.low(),
-                high: self.high(),
-            }
-            .into());
+            return Err(MessageError::OutsideWindow { seq: cp.seq, low: self.low(), high: self.high() }.into());
         }
         self.record_checkpoint(from, m);
         self.update_state_target();
@@ -1252,20 +1116,12 @@ impl<S: Storage> Replica<S> {
     /// The highest checkpoint a quorum agrees on and we executed becomes stable.
     fn try_stabilize(&mut self) -> Step {
         let height = self.height();
-        let mut candidates: BTreeMap<(u64, Digest), BTreeMap<ReplicaId, SignedMessage>> =
-            BTreeMap::new();
-        let all = self
-            .checkpoint_votes
-            .values()
-            .flat_map(|m| m.iter())
-            .chain(self.latest_checkpoint.iter());
+        let mut candidates: BTreeMap<(u64, Digest), BTreeMap<ReplicaId, SignedMessage>> = BTreeMap::new();
+        let all = self.checkpoint_votes.values().flat_map(|m| m.iter()).chain(self.latest_checkpoint.iter());
         for (r, m) in all {
             if let Message::Checkpoint(cp) = &m.message {
                 if cp.seq > self.low() && cp.seq <= height {
-                    candidates
-                        .entry((cp.seq, cp.digest))
-                        .or_default()
-                        .insert(*r, m.clone());
+                    candidates.entry((cp.seq, cp.digest)).or_default().insert(*r, m.clone());
                 }
             }
         }
@@ -1288,8 +1144,7 @@ impl<S: Storage> Replica<S> {
         let seq = stable.checkpoint.seq;
         assert!(seq > self.low(), "stable checkpoints only advance");
         self.put(&keys::META_STABLE, &stable)?;
-        self.storage
-            .prune_consensus_below(&keys::slot_floor(seq + 1))?;
+        self.storage.prune_consensus_below(&keys::slot_floor(seq + 1))?;
         self.stable = stable;
         self.slots = self.slots.split_off(&(seq + 1));
         self.checkpoint_votes = self.checkpoint_votes.split_off(&(seq + 1));
@@ -1330,61 +1185,38 @@ impl<S: Storage> Replica<S> {
         if self.state_target <= height || self.n < 2 {
             return;
         }
-        let due = self
-            .last_state_request_ms
-            .is_none_or(|t| self.now_ms >= t + self.retransmit_ms());
+        let due = self.last_state_request_ms.is_none_or(|t| self.now_ms >= t + self.retransmit_ms());
         if !force && !due {
             return;
         }
         self.last_state_request_ms = Some(self.now_ms);
         let to = self.state_target.min(height + STATE_CHUNK_BLOCKS_MAX);
         let peer = self.next_peer();
-        let req = self.sign(Message::StateRequest(StateRequest {
-            from: height + 1,
-            to,
-        }));
-        out.push(Action::Send {
-            to: peer,
-            message: req,
-        });
+        let req = self.sign(Message::StateRequest(StateRequest { from: height + 1, to }));
+        out.push(Action::Send { to: peer, message: req });
     }
 
     fn on_state_request(&mut self, from: NodeId, r: StateRequest, out: &mut Vec<Action>) -> Step {
         let height = self.height();
         if r.from == 0 || r.from > r.to || r.from > height {
-            return Err(MessageError::NothingToServe {
-                from: r.from,
-                to: r.to,
-                height,
-            }
-            .into());
+            return Err(MessageError::NothingToServe { from: r.from, to: r.to, height }.into());
         }
         let to = r.to.min(height).min(r.from + STATE_CHUNK_BLOCKS_MAX - 1);
         let mut blocks = Vec::new();
         for h in r.from..=to {
-            let cb = self
-                .storage
-                .block(h)?
-                .ok_or_else(|| StorageError::Corrupt {
-                    what: format!("block {h}"),
-                    reason: "missing below the head".into(),
-                })?;
+            let cb = self.storage.block(h)?.ok_or_else(|| StorageError::Corrupt {
+                what: format!("block {h}"),
+                reason: "missing below the head".into(),
+            })?;
             blocks.push(cb);
         }
-        out.push(Action::Send {
-            to: from,
-            message: self.sign(Message::StateResponse(StateResponse { blocks })),
-        });
+        out.push(Action::Send { to: from, message: self.sign(Message::StateResponse(StateResponse { blocks })) });
         Ok(())
     }
 
     fn on_state_response(&mut self, resp: StateResponse, out: &mut Vec<Action>) -> Step {
         let mut applied = 0usize;
-        for cb in resp
-            .blocks
-            .into_iter()
-            .take(STATE_CHUNK_BLOCKS_MAX as usize)
-        {
+        for cb in resp.blocks.into_iter().take(STATE_CHUNK_BLOCKS_MAX as usize) {
             let height = self.height();
             let h = cb.block.header.height;
             if h <= height {
@@ -1449,25 +1281,16 @@ impl<S: Storage> Replica<S> {
     }
 
     fn on_view_change(&mut self, from: ReplicaId, m: SignedMessage, out: &mut Vec<Action>) -> Step {
-        let Message::ViewChange(vc) = &m.message else {
-            unreachable!()
-        };
+        let Message::ViewChange(vc) = &m.message else { unreachable!() };
         let new_view = vc.new_view;
         let current = self.view;
         if new_view < current || (new_view == current && !self.view_changing) {
-            return Err(MessageError::StaleView {
-                view: new_view,
-                current,
-            }
-            .into());
+            return Err(MessageError::StaleView { view: new_view, current }.into());
         }
-        let known = self
-            .view_changes
-            .get(&from)
-            .and_then(|old| match &old.message {
-                Message::ViewChange(o) => Some(o.new_view),
-                _ => None,
-            });
+        let known = self.view_changes.get(&from).and_then(|old| match &old.message {
+            Message::ViewChange(o) => Some(o.new_view),
+            _ => None,
+        });
         if known.is_some_and(|v| v >= new_view) {
             return Err(MessageError::Duplicate("view change").into());
         }
@@ -1518,55 +1341,28 @@ impl<S: Storage> Replica<S> {
         let pre_prepares = plan
             .blocks
             .iter()
-            .map(|b| {
-                self.sign(Message::PrePrepare(PrePrepare {
-                    view,
-                    seq: b.header.height,
-                    block: b.clone(),
-                }))
-            })
+            .map(|b| self.sign(Message::PrePrepare(PrePrepare { view, seq: b.header.height, block: b.clone() })))
             .collect();
-        let nv = self.sign(Message::NewView(NewView {
-            view,
-            view_changes: vcs,
-            pre_prepares,
-        }));
+        let nv = self.sign(Message::NewView(NewView { view, view_changes: vcs, pre_prepares }));
         self.install_new_view(nv, plan, out)
     }
 
     fn on_new_view(&mut self, from: ReplicaId, m: SignedMessage, out: &mut Vec<Action>) -> Step {
-        let Message::NewView(nv) = &m.message else {
-            unreachable!()
-        };
+        let Message::NewView(nv) = &m.message else { unreachable!() };
         let current = self.view;
         if nv.view < current || (nv.view == current && !self.view_changing) {
-            return Err(MessageError::StaleView {
-                view: nv.view,
-                current,
-            }
-            .into());
+            return Err(MessageError::StaleView { view: nv.view, current }.into());
         }
         if from != self.primary(nv.view) {
-            return Err(MessageError::NotPrimary {
-                from,
-                view: nv.view,
-            }
-            .into());
+            return Err(MessageError::NotPrimary { from, view: nv.view }.into());
         }
         let mut refs = Vec::new();
         let mut last: Option<NodeId> = None;
         for vm in &nv.view_changes {
             let Message::ViewChange(vc) = &vm.message else {
-                return Err(MessageError::UnexpectedNested {
-                    got: vm.message.kind(),
-                    expected: "view_change",
-                }
-                .into());
+                return Err(MessageError::UnexpectedNested { got: vm.message.kind(), expected: "view_change" }.into());
             };
-            if vc.new_view != nv.view
-                || (vm.from as usize) >= self.n
-                || last.is_some_and(|l| l >= vm.from)
-            {
+            if vc.new_view != nv.view || (vm.from as usize) >= self.n || last.is_some_and(|l| l >= vm.from) {
                 return Err(MessageError::BadNewView(
                     "view changes must be for this view, from distinct validators, sorted".into(),
                 )
@@ -1577,29 +1373,22 @@ impl<S: Storage> Replica<S> {
             refs.push(vc);
         }
         if refs.len() < self.quorum {
-            return Err(MessageError::BadNewView(format!(
-                "{} view changes, a quorum is {}",
-                refs.len(),
-                self.quorum
-            ))
-            .into());
+            return Err(
+                MessageError::BadNewView(format!("{} view changes, a quorum is {}", refs.len(), self.quorum)).into()
+            );
         }
         let plan = rules::compute_new_view(&refs, &self.cfg.genesis)?;
         if nv.pre_prepares.len() != plan.blocks.len() {
-            return Err(MessageError::BadNewView(
-                "re-proposals differ from what the view changes imply".into(),
-            )
-            .into());
+            return Err(MessageError::BadNewView("re-proposals differ from what the view changes imply".into()).into());
         }
         for (pm, block) in nv.pre_prepares.iter().zip(&plan.blocks) {
             let ok = pm.from == from
                 && matches!(&pm.message, Message::PrePrepare(pp)
                     if pp.view == nv.view && pp.seq == block.header.height && pp.block == *block);
             if !ok {
-                return Err(MessageError::BadNewView(
-                    "re-proposals differ from what the view changes imply".into(),
-                )
-                .into());
+                return Err(
+                    MessageError::BadNewView("re-proposals differ from what the view changes imply".into()).into()
+                );
             }
         }
         for block in &plan.blocks {
@@ -1612,15 +1401,8 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Enters the view of `nv` (persisting it first), re-accepts its re-proposals, and resumes.
-    fn install_new_view(
-        &mut self,
-        nv: SignedMessage,
-        plan: NewViewPlan,
-        out: &mut Vec<Action>,
-    ) -> Step {
-        let Message::NewView(body) = &nv.message else {
-            unreachable!()
-        };
+    fn install_new_view(&mut self, nv: SignedMessage, plan: NewViewPlan, out: &mut Vec<Action>) -> Step {
+        let Message::NewView(body) = &nv.message else { unreachable!() };
         let view = body.view;
         let pre_prepares = body.pre_prepares.clone();
         self.view = view;
@@ -1631,8 +1413,7 @@ impl<S: Storage> Replica<S> {
         if self.is_primary() {
             out.push(Action::Broadcast { message: nv });
         }
-        self.view_changes
-            .retain(|_, m| matches!(&m.message, Message::ViewChange(v) if v.new_view > view));
+        self.view_changes.retain(|_, m| matches!(&m.message, Message::ViewChange(v) if v.new_view > view));
         self.vc_deadline_ms = None;
         self.last_progress_ms = self.now_ms;
         for slot in self.slots.values_mut() {
@@ -1655,16 +1436,12 @@ impl<S: Storage> Replica<S> {
         }
         let end = plan.stable.checkpoint.seq + plan.blocks.len() as u64;
         self.next_seq = end.max(self.height()).max(self.low()) + 1;
-        let in_plan: BTreeSet<TxId> = plan
-            .blocks
-            .iter()
-            .flat_map(|b| b.txs.iter().map(|t| t.id()))
-            .collect();
+        let in_plan: BTreeSet<TxId> = plan.blocks.iter().flat_map(|b| b.txs.iter().map(|t| t.id())).collect();
         for (id, p) in self.pool.by_id.iter_mut() {
             p.proposed = in_plan.contains(id);
             p.forwarded_ms = None;
         }
-        self.forward_pool(out);
+        self.forward_pool(false, out);
         self.advance(out)
     }
 }

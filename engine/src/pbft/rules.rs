@@ -4,8 +4,7 @@
 
 use super::error::MessageError;
 use super::message::{
-    Checkpoint, Message, NodeId, PrePrepare, PreparedProof, ReplicaId, SignatureCheck,
-    SignedMessage, ViewChange,
+    Checkpoint, Message, NodeId, PrePrepare, PreparedProof, ReplicaId, SignatureCheck, SignedMessage, ViewChange,
 };
 use crate::block::{Block, CommittedBlock};
 use crate::codec::Digest;
@@ -23,10 +22,7 @@ pub const TIMESTAMP_AHEAD_MS_MAX: u64 = 30_000;
 /// Refuses (without any signature work) a sender that is not in the genesis, consensus messages
 /// from non-validators (auditors may only send state requests), and nested messages of a kind
 /// their container does not allow.
-pub fn signature_checks(
-    msg: &SignedMessage,
-    genesis: &Genesis,
-) -> Result<Vec<SignatureCheck>, MessageError> {
+pub fn signature_checks(msg: &SignedMessage, genesis: &Genesis) -> Result<Vec<SignatureCheck>, MessageError> {
     let mut out = Vec::new();
     envelope_checks(msg, genesis, &mut out)?;
     let chain = genesis.chain_id();
@@ -58,9 +54,7 @@ pub fn signature_checks(
             let validators = genesis.validator_set();
             for cb in &resp.blocks {
                 for (replica, sig) in &cb.certificate.votes {
-                    let key = validators
-                        .key(*replica)
-                        .ok_or(MessageError::NotValidator(*replica))?;
+                    let key = validators.key(*replica).ok_or(MessageError::NotValidator(*replica))?;
                     out.push(SignatureCheck {
                         msg: cb.certificate.vote_signing_bytes(chain, *replica),
                         key: *key,
@@ -70,31 +64,17 @@ pub fn signature_checks(
                 block_tx_checks(&cb.block, genesis, &mut out);
             }
         }
-        Message::Prepare(_)
-        | Message::Commit(_)
-        | Message::Checkpoint(_)
-        | Message::StateRequest(_) => {}
+        Message::Prepare(_) | Message::Commit(_) | Message::Checkpoint(_) | Message::StateRequest(_) => {}
     }
     Ok(out)
 }
 
 fn unexpected(m: &SignedMessage, expected: &'static str) -> MessageError {
-    MessageError::UnexpectedNested {
-        got: m.message.kind(),
-        expected,
-    }
+    MessageError::UnexpectedNested { got: m.message.kind(), expected }
 }
 
-fn envelope_checks(
-    msg: &SignedMessage,
-    genesis: &Genesis,
-    out: &mut Vec<SignatureCheck>,
-) -> Result<(), MessageError> {
-    let node = genesis
-        .nodes()
-        .nth(msg.from as usize)
-        .map(|(_, n)| n)
-        .ok_or(MessageError::UnknownSender(msg.from))?;
+fn envelope_checks(msg: &SignedMessage, genesis: &Genesis, out: &mut Vec<SignatureCheck>) -> Result<(), MessageError> {
+    let node = genesis.nodes().nth(msg.from as usize).map(|(_, n)| n).ok_or(MessageError::UnknownSender(msg.from))?;
     let is_validator = (msg.from as usize) < genesis.body.validators.len();
     if !is_validator && !matches!(msg.message, Message::StateRequest(_)) {
         return Err(MessageError::NotValidator(msg.from));
@@ -113,11 +93,7 @@ fn block_tx_checks(block: &Block, genesis: &Genesis, out: &mut Vec<SignatureChec
     }
 }
 
-fn view_change_checks(
-    vc: &ViewChange,
-    genesis: &Genesis,
-    out: &mut Vec<SignatureCheck>,
-) -> Result<(), MessageError> {
+fn view_change_checks(vc: &ViewChange, genesis: &Genesis, out: &mut Vec<SignatureCheck>) -> Result<(), MessageError> {
     for m in &vc.checkpoint_proof {
         if !matches!(m.message, Message::Checkpoint(_)) {
             return Err(unexpected(m, "checkpoint"));
@@ -146,16 +122,10 @@ fn view_change_checks(
 pub fn check_block_body(block: &Block, genesis: &Genesis, height: u64) -> Result<(), MessageError> {
     let h = &block.header;
     if h.chain_id != *genesis.chain_id() {
-        return Err(MessageError::BadHeader(format!(
-            "chain id {} is not ours",
-            h.chain_id
-        )));
+        return Err(MessageError::BadHeader(format!("chain id {} is not ours", h.chain_id)));
     }
     if h.height != height {
-        return Err(MessageError::BadHeader(format!(
-            "height {} at sequence number {height}",
-            h.height
-        )));
+        return Err(MessageError::BadHeader(format!("height {} at sequence number {height}", h.height)));
     }
     if block.txs.len() > genesis.body.params.block_txs_max as usize {
         return Err(MessageError::BadHeader(format!(
@@ -165,26 +135,16 @@ pub fn check_block_body(block: &Block, genesis: &Genesis, height: u64) -> Result
         )));
     }
     if h.tx_count as usize != block.txs.len() {
-        return Err(MessageError::BadHeader(format!(
-            "tx_count {} but {} transactions",
-            h.tx_count,
-            block.txs.len()
-        )));
+        return Err(MessageError::BadHeader(format!("tx_count {} but {} transactions", h.tx_count, block.txs.len())));
     }
     if (h.proposer as usize) >= genesis.body.validators.len() {
-        return Err(MessageError::BadHeader(format!(
-            "proposer {} is not a validator",
-            h.proposer
-        )));
+        return Err(MessageError::BadHeader(format!("proposer {} is not a validator", h.proposer)));
     }
     if block.compute_tx_root() != h.tx_root {
-        return Err(MessageError::BadHeader(
-            "tx_root does not match the transactions".into(),
-        ));
+        return Err(MessageError::BadHeader("tx_root does not match the transactions".into()));
     }
     for (index, tx) in block.txs.iter().enumerate() {
-        state::check_stateless(tx)
-            .map_err(|error| MessageError::BadTransaction { index, error })?;
+        state::check_stateless(tx).map_err(|error| MessageError::BadTransaction { index, error })?;
     }
     Ok(())
 }
@@ -204,14 +164,10 @@ pub fn check_committed_block(
         return Err(MessageError::Unlinked { height: h.height });
     }
     if h.timestamp_ms < head_ts {
-        return Err(MessageError::BadHeader(format!(
-            "timestamp {} below the previous {head_ts}",
-            h.timestamp_ms
-        )));
+        return Err(MessageError::BadHeader(format!("timestamp {} below the previous {head_ts}", h.timestamp_ms)));
     }
     check_block_body(&cb.block, genesis, height + 1)?;
-    cb.certificate
-        .check_shape(&genesis.validator_set(), height + 1, &cb.block.hash())?;
+    cb.certificate.check_shape(&genesis.validator_set(), height + 1, &cb.block.hash())?;
     Ok(())
 }
 
@@ -227,36 +183,21 @@ pub struct StableCheckpoint {
 impl StableCheckpoint {
     /// The genesis checkpoint: seq 0, the genesis hash, no proof needed.
     pub fn genesis(genesis: &Genesis) -> Self {
-        StableCheckpoint {
-            checkpoint: Checkpoint {
-                seq: 0,
-                digest: genesis.hash(),
-            },
-            proof: Vec::new(),
-        }
+        StableCheckpoint { checkpoint: Checkpoint { seq: 0, digest: genesis.hash() }, proof: Vec::new() }
     }
 }
 
 /// Checks a checkpoint proof: the genesis checkpoint with no proof, or a multiple of the
 /// checkpoint interval with CHECKPOINT messages from a quorum of distinct validators.
-pub fn check_checkpoint_proof(
-    cp: &Checkpoint,
-    proof: &[SignedMessage],
-    genesis: &Genesis,
-) -> Result<(), MessageError> {
+pub fn check_checkpoint_proof(cp: &Checkpoint, proof: &[SignedMessage], genesis: &Genesis) -> Result<(), MessageError> {
     if cp.seq == 0 {
         if cp.digest != genesis.hash() || !proof.is_empty() {
-            return Err(MessageError::BadCheckpoint(
-                "the seq 0 checkpoint is the genesis, with no proof".into(),
-            ));
+            return Err(MessageError::BadCheckpoint("the seq 0 checkpoint is the genesis, with no proof".into()));
         }
         return Ok(());
     }
     if cp.seq % genesis.body.params.checkpoint_interval != 0 {
-        return Err(MessageError::BadCheckpoint(format!(
-            "seq {} is not a checkpoint",
-            cp.seq
-        )));
+        return Err(MessageError::BadCheckpoint(format!("seq {} is not a checkpoint", cp.seq)));
     }
     let n = genesis.body.validators.len();
     let mut signers = std::collections::BTreeSet::new();
@@ -272,10 +213,7 @@ pub fn check_checkpoint_proof(
     }
     let quorum = genesis.validator_set().quorum();
     if signers.len() < quorum {
-        return Err(MessageError::BadCheckpoint(format!(
-            "{} signers, a quorum is {quorum}",
-            signers.len()
-        )));
+        return Err(MessageError::BadCheckpoint(format!("{} signers, a quorum is {quorum}", signers.len())));
     }
     Ok(())
 }
@@ -305,14 +243,10 @@ pub fn check_prepared_proof<'a>(
     let validators = genesis.validator_set();
     let primary = validators.primary(*view);
     if proof.pre_prepare.from != primary {
-        return Err(bad(
-            "prepared proof's pre-prepare is not from the primary of its view",
-        ));
+        return Err(bad("prepared proof's pre-prepare is not from the primary of its view"));
     }
     if block.header.height != *seq {
-        return Err(bad(
-            "prepared block height differs from its sequence number",
-        ));
+        return Err(bad("prepared block height differs from its sequence number"));
     }
     let digest = block.hash();
     let mut signers = std::collections::BTreeSet::new();
@@ -330,12 +264,7 @@ pub fn check_prepared_proof<'a>(
     if signers.len() < 2 * validators.f() {
         return Err(bad("fewer than 2f prepares"));
     }
-    Ok(CheckedPrepared {
-        view: *view,
-        seq: *seq,
-        digest,
-        block,
-    })
+    Ok(CheckedPrepared { view: *view, seq: *seq, digest, block })
 }
 
 /// Checks a VIEW-CHANGE's shape: its checkpoint proof, and prepared proofs from earlier views
@@ -347,9 +276,7 @@ pub fn check_view_change(vc: &ViewChange, genesis: &Genesis) -> Result<(), Messa
     for proof in &vc.prepared {
         let p = check_prepared_proof(proof, genesis)?;
         if p.view >= vc.new_view {
-            return Err(MessageError::BadViewChange(
-                "prepared proof from a view not below the new view".into(),
-            ));
+            return Err(MessageError::BadViewChange("prepared proof from a view not below the new view".into()));
         }
         if p.seq <= vc.checkpoint.seq || p.seq > vc.checkpoint.seq + window || !seqs.insert(p.seq) {
             return Err(MessageError::BadViewChange(format!(
@@ -385,23 +312,12 @@ pub struct NewViewPlan {
 ///
 /// `view_changes` must already be checked ([`check_view_change`]); the order is the caller's
 /// (sorted by sender), which makes ties deterministic.
-pub fn compute_new_view(
-    view_changes: &[&ViewChange],
-    genesis: &Genesis,
-) -> Result<NewViewPlan, MessageError> {
+pub fn compute_new_view(view_changes: &[&ViewChange], genesis: &Genesis) -> Result<NewViewPlan, MessageError> {
     let best_cp = view_changes
         .iter()
-        .max_by(|a, b| {
-            a.checkpoint
-                .seq
-                .cmp(&b.checkpoint.seq)
-                .then(std::cmp::Ordering::Greater)
-        })
+        .max_by(|a, b| a.checkpoint.seq.cmp(&b.checkpoint.seq).then(std::cmp::Ordering::Greater))
         .ok_or_else(|| MessageError::BadNewView("no view changes".into()))?;
-    let stable = StableCheckpoint {
-        checkpoint: best_cp.checkpoint,
-        proof: best_cp.checkpoint_proof.clone(),
-    };
+    let stable = StableCheckpoint { checkpoint: best_cp.checkpoint, proof: best_cp.checkpoint_proof.clone() };
     let mut blocks = Vec::new();
     let mut tip = stable.checkpoint.digest;
     let mut seq = stable.checkpoint.seq + 1;

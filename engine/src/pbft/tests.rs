@@ -1,1 +1,510 @@
+//! Unit tests of the replica through its public contract: a tiny in-order network that verifies
+//! every signature `signature_checks` names before delivering, as a driver would.
 
+use super::message::{Message, PrePrepare, SignedMessage, StateRequest, Vote};
+use super::rules::{self, StableCheckpoint};
+use super::*;
+use crate::block::{Block, BlockHeader};
+use crate::crypto::{self, ChainId, PublicKey};
+use crate::genesis::{ChainParams, GenesisBody, NodeInfo};
+use crate::storage::{MemStorage, Storage};
+use crate::tx::{Enroll, Payload, Role, TxBody};
+use std::collections::{BTreeSet, VecDeque};
+
+const T0: u64 = 1_700_000_000_000;
+const TIMEOUT_MS: u64 = 1_000;
+
+fn key(i: u8) -> SigningKey {
+    SigningKey::from_seed([i + 1; 32])
+}
+
+fn genesis(n: usize, auditors: usize) -> (Genesis, SigningKey) {
+    let ca = SigningKey::from_seed([0xCA; 32]);
+    let g = GenesisBody {
+        chain_id: ChainId::new("pbft-test").unwrap(),
+        created_at_ms: T0,
+        ca_key: ca.public(),
+        validators: (0..n).map(|i| NodeInfo { name: format!("v{i}"), key: key(i as u8).public() }).collect(),
+        auditors: (0..auditors).map(|i| NodeInfo { name: format!("a{i}"), key: key(100 + i as u8).public() }).collect(),
+        params: ChainParams { checkpoint_interval: 2, watermark_window: 4, block_txs_max: 16 },
+    }
+    .sign(&ca);
+    (g, ca)
+}
+
+fn config(g: &Genesis, me: u16) -> ReplicaConfig {
+    ReplicaConfig {
+        genesis: g.clone(),
+        me,
+        key: key(me as u8),
+        batch_txs: 1,
+        batch_delay_ms: 0,
+        view_change_timeout_ms: TIMEOUT_MS,
+        pending_txs_max: 100,
+    }
+}
+
+/// The CA enrols researcher number `nonce`.
+fn enroll(g: &Genesis, ca: &SigningKey, nonce: u64) -> Transaction {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&nonce.to_le_bytes());
+    TxBody {
+        sender: ca.public(),
+        nonce,
+        expiry_height: 1_000,
+        payload: Payload::Enroll(Enroll { key: PublicKey(k), role: Role::Researcher, name: format!("r{nonce}") }),
+    }
+    .sign(g.chain_id(), &[ca])
+}
+
+struct Net {
+    g: Genesis,
+    ca: SigningKey,
+    reps: Vec<Option<Replica<MemStorage>>>,
+    queue: VecDeque<(usize, usize, SignedMessage)>,
+    /// Nodes whose traffic (in and out) is lost.
+    cut: BTreeSet<usize>,
+    now: u64,
+    dropped: Vec<(usize, MessageError)>,
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        let (g, ca) = genesis(n, 0);
+        let reps = (0..n).map(|i| Some(Replica::open(config(&g, i as u16), MemStorage::new()).unwrap())).collect();
+        Net { g, ca, reps, queue: VecDeque::new(), cut: BTreeSet::new(), now: T0, dropped: Vec::new() }
+    }
+
+    fn rep(&self, i: usize) -> &Replica<MemStorage> {
+        self.reps[i].as_ref().unwrap()
+    }
+
+    fn handle(&mut self, i: usize, ev: Event) -> Vec<Action> {
+        let acts = self.reps[i].as_mut().unwrap().handle(ev);
+        for a in &acts {
+            match a {
+                Action::Send { to, message } => self.queue.push_back((i, *to as usize, message.clone())),
+                Action::Broadcast { message } => {
+                    for j in (0..self.reps.len()).filter(|j| *j != i) {
+                        self.queue.push_back((i, j, message.clone()));
+                    }
+                }
+                Action::Dropped { reason, .. } => self.dropped.push((i, reason.clone())),
+                Action::Halted { reason } => panic!("replica {i} halted: {reason}"),
+                _ => {}
+            }
+        }
+        acts
+    }
+
+    fn deliver_all(&mut self) {
+        let mut budget = 100_000;
+        while let Some((from, to, m)) = self.queue.pop_front() {
+            budget -= 1;
+            if budget < 20 {
+                eprintln!("{from} -> {to}: {:?}", m.message.kind());
+            }
+            assert!(budget > 0, "the network does not quiesce");
+            if self.cut.contains(&from) || self.cut.contains(&to) || self.reps[to].is_none() {
+                continue;
+            }
+            for c in signature_checks(&m, &self.g).unwrap() {
+                assert!(crypto::verify_raw(&c.key, &c.sig, &c.msg), "bad signature in a {}", m.message.kind());
+            }
+            self.handle(to, Event::Message(m));
+        }
+    }
+
+    fn tick(&mut self, ms: u64) {
+        self.now += ms;
+        for i in 0..self.reps.len() {
+            if self.reps[i].is_some() {
+                self.handle(i, Event::Tick { now_ms: self.now });
+            }
+        }
+        self.deliver_all();
+    }
+
+    fn submit(&mut self, to: usize, nonce: u64) -> Vec<Action> {
+        let tx = enroll(&self.g, &self.ca, nonce);
+        let acts = self.handle(to, Event::Transactions(vec![tx]));
+        self.deliver_all();
+        acts
+    }
+
+    fn heights(&self) -> Vec<u64> {
+        self.reps.iter().map(|r| r.as_ref().map(|r| r.status().height).unwrap_or(0)).collect()
+    }
+}
+
+fn signed(g: &Genesis, from: u16, m: Message) -> SignedMessage {
+    SignedMessage::sign(g.chain_id(), from, m, &key(from as u8))
+}
+
+/// A valid block at `seq` after `prev` proposed by replica `proposer` in `view`.
+fn block(g: &Genesis, seq: u64, view: u64, prev: Digest, proposer: u16, txs: Vec<Transaction>) -> Block {
+    let mut b = Block {
+        header: BlockHeader {
+            chain_id: g.chain_id().clone(),
+            height: seq,
+            view,
+            prev_hash: prev,
+            timestamp_ms: T0 + 1,
+            tx_root: Digest::ZERO,
+            tx_count: txs.len() as u32,
+            proposer,
+        },
+        txs,
+    };
+    b.header.tx_root = b.compute_tx_root();
+    b
+}
+
+fn pre_prepare(g: &Genesis, view: u64, seq: u64, b: Block) -> SignedMessage {
+    let primary = (view % g.body.validators.len() as u64) as u16;
+    signed(g, primary, Message::PrePrepare(PrePrepare { view, seq, block: b }))
+}
+
+fn entries_contain(storage: &MemStorage, m: &SignedMessage) -> bool {
+    let bytes = crate::codec::encode(m);
+    storage.consensus_entries().unwrap().iter().any(|(_, v)| *v == bytes)
+}
+
+#[test]
+fn normal_case_commits_with_a_valid_certificate() {
+    let mut net = Net::new(4);
+    net.tick(1);
+    let acts = net.submit(2, 1); // a backup forwards to the primary
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Send { to: 0, message } if matches!(message.message, Message::Forward(_)))));
+    net.tick(1);
+    assert_eq!(net.heights(), vec![1, 1, 1, 1]);
+    let validators = net.g.validator_set();
+    for i in 0..4 {
+        let cb = net.rep(i).storage().block(1).unwrap().unwrap();
+        assert_eq!(cb.block.txs.len(), 1);
+        cb.certificate.verify(net.g.chain_id(), &validators, 1, &cb.block.hash()).unwrap();
+        assert_eq!(net.rep(i).status().pending_txs, 0);
+    }
+    // Several blocks in flight, checkpoints, truncation.
+    for nonce in 2..=7 {
+        net.submit(0, nonce);
+    }
+    net.tick(1);
+    let h = net.heights();
+    assert!(h.iter().all(|x| *x == h[0]) && h[0] >= 3, "{h:?}");
+    assert!(net.rep(1).status().stable_checkpoint >= 2);
+    assert!(net.dropped.iter().all(|(_, e)| !matches!(e, MessageError::BadHeader(_))));
+}
+
+#[test]
+fn votes_are_durable_before_the_action_that_sends_them() {
+    let mut net = Net::new(4);
+    net.tick(1);
+    let b = block(&net.g, 1, 0, net.g.hash(), 0, vec![enroll(&net.g, &net.ca, 1)]);
+    let digest = b.hash();
+    let acts = net.reps[1].as_mut().unwrap().handle(Event::Message(pre_prepare(&net.g, 0, 1, b)));
+    let prepare = acts
+        .iter()
+        .find_map(|a| match a {
+            Action::Broadcast { message } if matches!(message.message, Message::Prepare(_)) => Some(message.clone()),
+            _ => None,
+        })
+        .expect("a backup prepares a valid proposal");
+    assert!(entries_contain(net.rep(1).storage(), &prepare), "PREPARE sent before it was stored");
+    // Two more prepares make it prepared: the COMMIT is stored before it is returned.
+    let mut commit = None;
+    for r in [2u16, 3] {
+        let p = signed(&net.g, r, Message::Prepare(Vote { view: 0, seq: 1, digest }));
+        for a in net.reps[1].as_mut().unwrap().handle(Event::Message(p)) {
+            if let Action::Broadcast { message } = a {
+                if matches!(message.message, Message::Commit(_)) {
+                    commit = Some(message);
+                }
+            }
+        }
+    }
+    let commit = commit.expect("prepared after 2f prepares");
+    assert!(entries_contain(net.rep(1).storage(), &commit), "COMMIT sent before it was stored");
+}
+
+#[test]
+fn refuses_bad_proposals_and_votes_with_typed_reasons() {
+    let mut net = Net::new(4);
+    net.tick(1);
+    let g = net.g.clone();
+    let b = block(&g, 1, 0, g.hash(), 0, vec![]);
+    let digest = b.hash();
+    let r1 = net.reps[1].as_mut().unwrap();
+    // A proposal from a replica that is not the primary.
+    let fake =
+        signed(&g, 2, Message::PrePrepare(PrePrepare { view: 0, seq: 1, block: block(&g, 1, 0, g.hash(), 2, vec![]) }));
+    let acts = r1.handle(Event::Message(fake));
+    assert!(
+        matches!(acts.as_slice(), [Action::Dropped { from: 2, reason: MessageError::NotPrimary { .. } }]),
+        "{acts:?}"
+    );
+    // A block whose tx_root lies.
+    let mut bad = b.clone();
+    bad.header.tx_count = 3;
+    let acts = r1.handle(Event::Message(pre_prepare(&g, 0, 1, bad)));
+    assert!(matches!(acts.as_slice(), [Action::Dropped { reason: MessageError::BadHeader(_), .. }]), "{acts:?}");
+    // The real proposal, then a vote for another block.
+    r1.handle(Event::Message(pre_prepare(&g, 0, 1, b)));
+    let wrong = signed(&g, 2, Message::Prepare(Vote { view: 0, seq: 1, digest: Digest([9; 32]) }));
+    let acts = r1.handle(Event::Message(wrong));
+    assert!(matches!(acts.as_slice(), [Action::Dropped { reason: MessageError::WrongDigest { .. }, .. }]), "{acts:?}");
+    // A second, different proposal for the same (view, seq).
+    let other = block(&g, 1, 0, g.hash(), 0, vec![enroll(&g, &net.ca, 1)]);
+    let acts = r1.handle(Event::Message(pre_prepare(&g, 0, 1, other)));
+    assert!(matches!(acts.as_slice(), [Action::Dropped { reason: MessageError::ConflictingPrePrepare { .. }, .. }]));
+    // The same vote twice.
+    let v = signed(&g, 3, Message::Prepare(Vote { view: 0, seq: 1, digest }));
+    r1.handle(Event::Message(v.clone()));
+    let acts = r1.handle(Event::Message(v));
+    assert!(matches!(acts.as_slice(), [Action::Dropped { reason: MessageError::Duplicate(_), .. }]), "{acts:?}");
+    // A flood of votes for far-future seqs and views: all refused, memory stays bounded.
+    let slots_before = r1.slot_count();
+    for seq in 5..2_005u64 {
+        let m = signed(&g, 2, Message::Commit(Vote { view: 0, seq: seq * 1_000, digest }));
+        let acts = r1.handle(Event::Message(m));
+        assert!(matches!(acts.as_slice(), [Action::Dropped { reason: MessageError::OutsideWindow { .. }, .. }]));
+        let m = signed(&g, 2, Message::Prepare(Vote { view: seq, seq: 2, digest }));
+        let acts = r1.handle(Event::Message(m));
+        assert!(matches!(acts.as_slice(), [Action::Dropped { reason: MessageError::ViewAhead { .. }, .. }]));
+    }
+    assert_eq!(r1.slot_count(), slots_before);
+    // Consensus messages from an auditor or an unknown node are refused before any signature work.
+    let (ga, _) = genesis(4, 1);
+    let from_auditor =
+        SignedMessage::sign(ga.chain_id(), 4, Message::Prepare(Vote { view: 0, seq: 1, digest }), &key(100));
+    assert_eq!(signature_checks(&from_auditor, &ga), Err(MessageError::NotValidator(4)));
+    let req = SignedMessage::sign(ga.chain_id(), 4, Message::StateRequest(StateRequest { from: 1, to: 2 }), &key(100));
+    assert_eq!(signature_checks(&req, &ga).unwrap().len(), 1);
+    let unknown =
+        SignedMessage::sign(ga.chain_id(), 9, Message::StateRequest(StateRequest { from: 1, to: 2 }), &key(9));
+    assert_eq!(signature_checks(&unknown, &ga), Err(MessageError::UnknownSender(9)));
+}
+
+#[test]
+fn a_silent_primary_is_replaced_by_a_view_change() {
+    let mut net = Net::new(4);
+    net.tick(1);
+    net.submit(1, 1);
+    net.tick(1);
+    assert_eq!(net.heights(), vec![1; 4]);
+    net.cut.insert(0);
+    net.submit(2, 2);
+    for _ in 0..12 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    for i in 1..4 {
+        let s = net.rep(i).status();
+        assert_eq!((s.view, s.primary, s.view_changing), (1, 1, false), "replica {i}: {s:?}");
+        assert_eq!(s.height, 2, "replica {i} commits the pending tx in the new view");
+    }
+    // The old primary comes back and catches up (new view, then blocks).
+    net.cut.clear();
+    net.submit(3, 3);
+    for _ in 0..8 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    assert_eq!(net.heights(), vec![3; 4]);
+    assert_eq!(net.rep(0).status().view, 1);
+}
+
+#[test]
+fn a_restarted_replica_does_not_equivocate() {
+    let (g, ca) = genesis(4, 0);
+    let mut r = Replica::open(config(&g, 1), MemStorage::new()).unwrap();
+    r.handle(Event::Tick { now_ms: T0 });
+    let a = block(&g, 1, 0, g.hash(), 0, vec![enroll(&g, &ca, 1)]);
+    let acts = r.handle(Event::Message(pre_prepare(&g, 0, 1, a.clone())));
+    assert!(acts
+        .iter()
+        .any(|x| matches!(x, Action::Broadcast { message } if matches!(message.message, Message::Prepare(_)))));
+    // Crash and reopen from storage.
+    let storage = r.into_storage();
+    let mut r = Replica::open(config(&g, 1), storage).unwrap();
+    r.handle(Event::Tick { now_ms: T0 + 5 });
+    // A different block for the same (view, seq) is refused: no second PREPARE.
+    let b = block(&g, 1, 0, g.hash(), 0, vec![]);
+    let acts = r.handle(Event::Message(pre_prepare(&g, 0, 1, b)));
+    assert!(
+        matches!(
+            acts.as_slice(),
+            [Action::Dropped { reason: MessageError::ConflictingPrePrepare { view: 0, seq: 1 }, .. }]
+        ),
+        "{acts:?}"
+    );
+    // The first block still gathers votes and commits after the restart.
+    let digest = a.hash();
+    let mut committed = false;
+    for m in [
+        signed(&g, 2, Message::Prepare(Vote { view: 0, seq: 1, digest })),
+        signed(&g, 0, Message::Commit(Vote { view: 0, seq: 1, digest })),
+        signed(&g, 2, Message::Commit(Vote { view: 0, seq: 1, digest })),
+    ] {
+        committed |= r.handle(Event::Message(m)).iter().any(|x| matches!(x, Action::Committed { .. }));
+    }
+    assert!(committed);
+    assert_eq!(r.status().height, 1);
+    // Reopening after the commit rebuilds the state and keeps the block.
+    let r = Replica::open(config(&g, 1), r.into_storage()).unwrap();
+    assert_eq!((r.status().height, r.status().head), (1, digest));
+    // Another chain's genesis is refused on the same storage.
+    let (other, _) = genesis(7, 0);
+    assert!(matches!(
+        Replica::open(config(&other, 1), r.into_storage()),
+        Err(ReplicaError::GenesisMismatch { .. } | ReplicaError::BadIdentity { .. })
+    ));
+}
+
+#[test]
+fn a_lagging_replica_catches_up_by_state_transfer() {
+    let mut net = Net::new(4);
+    net.tick(1);
+    net.cut.insert(3);
+    for nonce in 1..=12 {
+        net.submit(0, nonce);
+        net.tick(1);
+    }
+    let h = net.rep(0).status().height;
+    assert!(h >= 8, "the others go on without replica 3 (height {h})");
+    assert_eq!(net.rep(3).status().height, 0);
+    assert!(net.rep(0).status().stable_checkpoint > net.g.body.params.watermark_window);
+    net.cut.clear();
+    for _ in 0..6 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    assert_eq!(net.rep(3).status().height, h);
+    assert_eq!(net.rep(3).status().head, net.rep(0).status().head);
+    // And it takes part again.
+    net.submit(3, 13);
+    net.tick(1);
+    assert_eq!(net.heights(), vec![h + 1; 4]);
+}
+
+#[test]
+fn state_transfer_blocks_need_linkage_and_a_quorum_certificate() {
+    let mut net = Net::new(4);
+    net.tick(1);
+    for nonce in 1..=3 {
+        net.submit(0, nonce);
+        net.tick(1);
+    }
+    let mut resp = Vec::new();
+    for h in 1..=3 {
+        resp.push(net.rep(0).storage().block(h).unwrap().unwrap());
+    }
+    let head = net.g.hash();
+    rules::check_committed_block(&resp[0], &net.g, 0, &head, T0).unwrap();
+    let mut tampered = resp[0].clone();
+    tampered.certificate.votes.truncate(2);
+    assert!(matches!(
+        rules::check_committed_block(&tampered, &net.g, 0, &head, T0),
+        Err(MessageError::BadCertificate(_))
+    ));
+    assert!(matches!(rules::check_committed_block(&resp[1], &net.g, 0, &head, T0), Err(MessageError::Unlinked { .. })));
+}
+
+#[test]
+fn a_follower_follows_a_cluster_with_an_auditor() {
+    let (g, ca) = genesis(4, 1);
+    let mut reps: Vec<Replica<MemStorage>> =
+        (0..4).map(|i| Replica::open(config(&g, i), MemStorage::new()).unwrap()).collect();
+    let fcfg = FollowerConfig { genesis: g.clone(), me: 4, key: key(100), poll_interval_ms: 10 };
+    let mut follower = Follower::open(fcfg, MemStorage::new()).unwrap();
+    let mut queue: VecDeque<(usize, SignedMessage)> = VecDeque::new();
+    let push = |q: &mut VecDeque<(usize, SignedMessage)>, from: usize, acts: Vec<Action>| {
+        for a in acts {
+            match a {
+                Action::Send { to, message } => q.push_back((to as usize, message)),
+                Action::Broadcast { message } => {
+                    (0..4).filter(|j| *j != from).for_each(|j| q.push_back((j, message.clone())))
+                }
+                _ => {}
+            }
+        }
+    };
+    let mut now = T0;
+    for nonce in 1..=5u64 {
+        now += 1;
+        for (i, r) in reps.iter_mut().enumerate() {
+            let acts = r.handle(Event::Tick { now_ms: now });
+            push(&mut queue, i, acts);
+        }
+        let acts = reps[0].handle(Event::Transactions(vec![enroll(&g, &ca, nonce)]));
+        push(&mut queue, 0, acts);
+        let acts = follower.handle(Event::Tick { now_ms: now * 100 });
+        push(&mut queue, 4, acts);
+        while let Some((to, m)) = queue.pop_front() {
+            signature_checks(&m, &g).unwrap();
+            if to == 4 {
+                let acts = follower.handle(Event::Message(m));
+                assert!(acts.iter().all(|a| !matches!(a, Action::Dropped { .. })), "{acts:?}");
+            } else {
+                let acts = reps[to].handle(Event::Message(m));
+                push(&mut queue, to, acts);
+            }
+        }
+    }
+    let acts = follower.handle(Event::Tick { now_ms: u64::MAX / 2 });
+    push(&mut queue, 4, acts);
+    while let Some((to, m)) = queue.pop_front() {
+        if to == 4 {
+            follower.handle(Event::Message(m));
+        } else {
+            let acts = reps[to].handle(Event::Message(m));
+            push(&mut queue, to, acts);
+        }
+    }
+    assert_eq!(reps[0].status().height, 5);
+    assert_eq!(follower.status().height, 5);
+    assert_eq!(follower.status().head, reps[0].status().head);
+    // It never votes: a proposal sent to it is refused.
+    let pp = pre_prepare(&g, 0, 6, block(&g, 6, 0, reps[0].status().head, 0, vec![]));
+    let acts = follower.handle(Event::Message(pp));
+    assert!(matches!(acts.as_slice(), [Action::Dropped { reason: MessageError::NotAccepted(_), .. }]));
+}
+
+#[test]
+fn new_view_re_proposes_the_prepared_chain_and_cuts_at_a_gap() {
+    let (g, _) = genesis(4, 0);
+    let b1 = block(&g, 1, 0, g.hash(), 0, vec![]);
+    let b2 = block(&g, 2, 0, b1.hash(), 0, vec![]);
+    let b4 = block(&g, 4, 0, Digest([4; 32]), 0, vec![]);
+    let proof = |b: &Block| {
+        let seq = b.header.height;
+        let digest = b.hash();
+        super::message::PreparedProof {
+            pre_prepare: pre_prepare(&g, 0, seq, b.clone()),
+            prepares: [1u16, 2]
+                .iter()
+                .map(|r| signed(&g, *r, Message::Prepare(Vote { view: 0, seq, digest })))
+                .collect(),
+        }
+    };
+    let genesis_cp = StableCheckpoint::genesis(&g);
+    let vc = |prepared: Vec<super::message::PreparedProof>| super::message::ViewChange {
+        new_view: 1,
+        checkpoint: genesis_cp.checkpoint,
+        checkpoint_proof: vec![],
+        prepared,
+    };
+    let a = vc(vec![proof(&b1), proof(&b2)]);
+    let b = vc(vec![proof(&b1), proof(&b4)]);
+    let c = vc(vec![]);
+    for v in [&a, &b, &c] {
+        rules::check_view_change(v, &g).unwrap();
+    }
+    let plan = rules::compute_new_view(&[&a, &b, &c], &g).unwrap();
+    assert_eq!(plan.blocks, vec![b1.clone(), b2]);
+    let plan = rules::compute_new_view(&[&c], &g).unwrap();
+    assert!(plan.blocks.is_empty());
+    // A prepared proof with too few prepares is refused.
+    let mut weak = proof(&b1);
+    weak.prepares.pop();
+    assert!(rules::check_view_change(&vc(vec![weak]), &g).is_err());
+}
