@@ -4,6 +4,10 @@ use engine::limits::MESSAGE_BYTES_MAX;
 
 /// Messages waiting to be sent to one peer; more are dropped (and counted), never waited for.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 1024;
+/// Bytes waiting to be sent to one peer; more are dropped (and counted).
+pub const PEER_QUEUE_BYTES_MAX: usize = 128 * 1024 * 1024;
+/// Bytes of received messages waiting for signature checks, all peers together.
+pub const INBOUND_QUEUE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// Messages received from all peers and not yet signature-checked.
 pub const INBOUND_QUEUE_MESSAGES_MAX: usize = 4096;
 /// Most messages whose signatures are checked in one `verify_batch` call.
@@ -40,5 +44,9 @@ pub const PENDING_TXS_TRACKED_MAX: usize = 200_000;
 pub const STATE_RESPONSE_BLOCKS_MAX: u64 = 32;
 
 const _: () = assert!(HTTP_BODY_BYTES_MAX <= MESSAGE_BYTES_MAX);
+// One message of the largest size always fits, so a reader never waits forever.
+const _: () = assert!(MESSAGE_BYTES_MAX <= PEER_QUEUE_BYTES_MAX);
+const _: () = assert!(MESSAGE_BYTES_MAX <= INBOUND_QUEUE_BYTES_MAX);
+const _: () = assert!(MESSAGE_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
 const _: () = assert!(CONNECTION_KEEP_ALIVE_MS < CONNECTION_IDLE_TIMEOUT_MS);

@@ -362,12 +362,16 @@ impl Node {
 
         let metrics = Arc::new(Metrics::default());
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE_MESSAGES_MAX);
-        let transport = Arc::new(Transport::start(
-            TransportConfig { genesis: genesis.clone(), identity, listen: config.p2p_listen, peer_addrs },
-            inbound_tx,
-            metrics.clone(),
-        )?);
-        let p2p_addr = transport.local_addr().map_err(|source| NodeError::Http { addr: config.p2p_listen, source })?;
+        let span = tracing::info_span!("node", name = %config.name);
+        let transport = Arc::new(span.in_scope(|| {
+            Transport::start(
+                TransportConfig { genesis: genesis.clone(), identity, listen: config.p2p_listen, peer_addrs },
+                inbound_tx,
+                metrics.clone(),
+            )
+        })?);
+        let p2p_addr =
+            transport.local_addr().map_err(|source| TransportError::Bind { addr: config.p2p_listen, source })?;
 
         let (driver_tx, driver_rx) = mpsc::channel(DRIVER_QUEUE_INPUTS_MAX);
         let shared = Arc::new(NodeShared {
@@ -383,7 +387,6 @@ impl Node {
             verifier: options.verifier.clone(),
         });
 
-        let span = tracing::info_span!("node", name = %config.name);
         let driver_ctx = driver::DriverContext {
             me,
             key,

@@ -11,8 +11,8 @@
 
 use crate::limits::{
     CONNECTION_IDLE_TIMEOUT_MS, CONNECTION_KEEP_ALIVE_MS, CONNECTION_MALFORMED_MESSAGES_MAX,
-    CONNECTION_UNI_STREAMS_MAX, HANDSHAKES_CONCURRENT_MAX, HANDSHAKE_TIMEOUT_MS, PEER_QUEUE_MESSAGES_MAX,
-    RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
+    CONNECTION_UNI_STREAMS_MAX, HANDSHAKES_CONCURRENT_MAX, HANDSHAKE_TIMEOUT_MS, INBOUND_QUEUE_BYTES_MAX,
+    PEER_QUEUE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
 };
 use crate::metrics::Metrics;
 use crate::tls::{ed25519_key_of, TlsError, TlsIdentity};
@@ -24,12 +24,13 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, VarInt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 /// QUIC application close codes.
 mod close_code {
@@ -79,12 +80,14 @@ pub struct TransportConfig {
 }
 
 /// A message from a peer, its sender authenticated by the connection.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Inbound {
     /// The authenticated sender (equal to `message.from`).
     pub from: NodeId,
     /// The message, decoded strictly; its signatures are not yet checked.
     pub message: SignedMessage,
+    /// This message's share of the inbound byte budget, returned when it is dropped.
+    pub(crate) _budget: Option<OwnedSemaphorePermit>,
 }
 
 /// A peer's name and whether a connection to it is up.
@@ -106,6 +109,8 @@ struct Peer {
     /// Whether this side dials (otherwise it waits to be dialed).
     dials: bool,
     queue: mpsc::Sender<Bytes>,
+    /// Bytes waiting in `queue`.
+    queued_bytes: AtomicUsize,
     conn: watch::Sender<Option<Connection>>,
     connected: AtomicBool,
 }
@@ -117,6 +122,8 @@ struct Shared {
     genesis: Arc<Genesis>,
     peers: HashMap<NodeId, Arc<Peer>>,
     inbound: mpsc::Sender<Inbound>,
+    /// Bytes of received messages not yet taken by the signature checker.
+    inbound_budget: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -188,16 +195,18 @@ impl Transport {
                 addr,
                 dials,
                 queue,
+                queued_bytes: AtomicUsize::new(0),
                 conn: watch::channel(None).0,
                 connected: AtomicBool::new(false),
             });
             receivers.push((peer.clone(), rx));
             peers.insert(id, peer);
         }
-        let shared = Arc::new(Shared { me, endpoint, client_config, genesis, peers, inbound, metrics });
-        let mut tasks = vec![tokio::spawn(accept_loop(shared.clone()))];
+        let inbound_budget = Arc::new(Semaphore::new(INBOUND_QUEUE_BYTES_MAX));
+        let shared = Arc::new(Shared { me, endpoint, client_config, genesis, peers, inbound, inbound_budget, metrics });
+        let mut tasks = vec![tokio::spawn(accept_loop(shared.clone()).in_current_span())];
         for (peer, rx) in receivers {
-            tasks.push(tokio::spawn(peer_writer(shared.clone(), peer, rx)));
+            tasks.push(tokio::spawn(peer_writer(shared.clone(), peer, rx).in_current_span()));
         }
         info!(me, addr = ?shared.endpoint.local_addr().ok(), "transport started");
         Ok(Transport { shared, tasks: parking_lot::Mutex::new(tasks) })
@@ -220,14 +229,20 @@ impl Transport {
             self.shared.metrics.messages_send_dropped.inc("unknown_peer");
             return false;
         };
+        let len = bytes.len();
+        if peer.queued_bytes.load(Ordering::Relaxed) + len > PEER_QUEUE_BYTES_MAX {
+            self.shared.metrics.messages_send_dropped.inc("queue_full");
+            return false;
+        }
+        peer.queued_bytes.fetch_add(len, Ordering::Relaxed);
         match peer.queue.try_send(bytes) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.metrics.messages_send_dropped.inc("queue_full");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.shared.metrics.messages_send_dropped.inc("shutdown");
+            Err(e) => {
+                peer.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.shared.metrics.messages_send_dropped.inc(match e {
+                    mpsc::error::TrySendError::Full(_) => "queue_full",
+                    mpsc::error::TrySendError::Closed(_) => "shutdown",
+                });
                 false
             }
         }
@@ -302,7 +317,7 @@ async fn accept_loop(shared: Arc<Shared>) {
             continue;
         };
         let shared = shared.clone();
-        tokio::spawn(async move {
+        let task = async move {
             let _permit = permit;
             let remote = incoming.remote_address();
             let conn = match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), incoming).await {
@@ -330,7 +345,8 @@ async fn accept_loop(shared: Arc<Shared>) {
             };
             info!(peer = %peer.name, %remote, "peer connected (incoming)");
             install(&shared, &peer, conn);
-        });
+        };
+        tokio::spawn(task.in_current_span());
     }
 }
 
@@ -343,7 +359,7 @@ fn install(shared: &Arc<Shared>, peer: &Arc<Peer>, conn: Connection) {
             old.close(VarInt::from_u32(close_code::REPLACED), b"replaced by a newer connection");
         }
     }
-    tokio::spawn(peer_reader(shared.clone(), peer.clone(), conn));
+    tokio::spawn(peer_reader(shared.clone(), peer.clone(), conn).in_current_span());
 }
 
 async fn dial(shared: &Shared, peer: &Peer, addr: SocketAddr) -> Result<Connection, String> {
@@ -431,6 +447,7 @@ async fn peer_writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Rece
             tokio::select! {
                 next = queue.recv() => {
                     let Some(bytes) = next else { return };
+                    peer.queued_bytes.fetch_sub(bytes.len(), Ordering::Relaxed);
                     match send_one(&conn, &bytes).await {
                         Ok(()) => { shared.metrics.messages_sent.fetch_add(1, Ordering::Relaxed); }
                         Err(e) => {
@@ -466,7 +483,14 @@ async fn peer_reader(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
             Ok(bytes) => match SignedMessage::decode(&bytes) {
                 Ok(message) if message.from == peer.id => {
                     shared.metrics.messages_received.inc(message.message.kind());
-                    if shared.inbound.send(Inbound { from: peer.id, message }).await.is_err() {
+                    // Waits while too many bytes are queued for signature checks: QUIC flow
+                    // control then slows the peer down. The cap keeps `len` within u32.
+                    let len = bytes.len().min(MESSAGE_BYTES_MAX) as u32;
+                    let Ok(budget) = shared.inbound_budget.clone().acquire_many_owned(len).await else {
+                        return;
+                    };
+                    let inbound = Inbound { from: peer.id, message, _budget: Some(budget) };
+                    if shared.inbound.send(inbound).await.is_err() {
                         return;
                     }
                     continue;

@@ -168,3 +168,62 @@ async fn an_auditor_follows_the_chain_and_accepts_no_transactions() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_primary_stops_the_others_change_view_and_it_catches_up_on_return() {
+    let c = Consortium::new(4, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let mut nodes: Vec<Option<NodeHandle>> = (0..4).map(|_| None).collect();
+    for i in (0..4).rev() {
+        nodes[i] = Some(start(&c, dir.path(), i, 0, &nodes).await);
+    }
+    let first = enroll(&c, 1, 1, 60);
+    submit(&http, node(&nodes, 1), std::slice::from_ref(&first)).await;
+    let n1 = node(&nodes, 1);
+    eventually(WAIT, "node1 to commit in view 0", || {
+        let (http, first) = (http.clone(), first.clone());
+        async move { committed_height(&http, n1, &first).await.is_some() }
+    })
+    .await;
+    assert_eq!(node(&nodes, 1).status().view, Some(0));
+
+    nodes[0].take().unwrap().shutdown().await;
+    let second: Vec<_> = (0..3).map(|k| enroll(&c, 2, k + 1, 61 + k as u8)).collect();
+    submit(&http, node(&nodes, 1), &second).await;
+    let last = second.last().unwrap().clone();
+    for i in 1..4 {
+        let (http, n) = (http.clone(), node(&nodes, i));
+        eventually(WAIT, &format!("node{i} to commit after a view change"), || {
+            let (http, last) = (http.clone(), last.clone());
+            async move { committed_height(&http, n, &last).await.is_some() }
+        })
+        .await;
+    }
+    let view = node(&nodes, 1).status().view.unwrap();
+    assert!(view >= 1, "no view change happened");
+
+    // The old primary returns (it dials the others) and catches up.
+    nodes[0] = Some(start(&c, dir.path(), 0, 0, &nodes).await);
+    let third = enroll(&c, 3, 1, 70);
+    submit(&http, node(&nodes, 2), std::slice::from_ref(&third)).await;
+    let n2 = node(&nodes, 2);
+    eventually(WAIT, "node2 to commit the third transaction", || {
+        let (http, third) = (http.clone(), third.clone());
+        async move { committed_height(&http, n2, &third).await.is_some() }
+    })
+    .await;
+    let target = committed_height(&http, n2, &third).await.unwrap();
+    let n0 = node(&nodes, 0);
+    eventually(WAIT, "node0 to catch up", || {
+        let http = http.clone();
+        async move {
+            let (a, b) = (block_hash(&http, n2, target).await, block_hash(&http, n0, target).await);
+            a.is_some() && a == b
+        }
+    })
+    .await;
+    for n in nodes.into_iter().flatten() {
+        n.shutdown().await;
+    }
+}
