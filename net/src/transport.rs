@@ -450,10 +450,16 @@ async fn peer_writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Rece
                     peer.queued_bytes.fetch_sub(bytes.len(), Ordering::Relaxed);
                     match send_one(&conn, &bytes).await {
                         Ok(()) => { shared.metrics.messages_sent.fetch_add(1, Ordering::Relaxed); }
-                        Err(e) => {
-                            debug!(peer = %peer.name, error = %e, "send failed");
+                        Err(e) if conn.close_reason().is_some() => {
+                            debug!(peer = %peer.name, error = %e, "send failed: connection lost");
                             shared.metrics.messages_send_dropped.inc("connection_lost");
                             break;
+                        }
+                        Err(e) => {
+                            // The peer stopped this one stream (e.g. the message was too big
+                            // for it); the connection is fine.
+                            debug!(peer = %peer.name, error = %e, "send failed: stream stopped");
+                            shared.metrics.messages_send_dropped.inc("stream_stopped");
                         }
                     }
                 }

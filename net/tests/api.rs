@@ -108,6 +108,13 @@ async fn api_refuses_bad_input_with_json_and_serves_committed_transactions() {
     assert!(text.contains("medchain_committed_height"), "{text}");
     assert!(text.contains("medchain_txs_refused_total{code=\"bad_signature\"}"), "{text}");
 
+    // Too big a body: refused before it is parsed.
+    let big = format!("{{\"tx\":\"{}\"}}", "00".repeat(net::limits::HTTP_BODY_BYTES_MAX));
+    let r = http.post(format!("{url}/v1/transactions")).body(big).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large", "{body}");
+
     // Unknown routes are JSON too.
     let (status, body) = get_json(&http, &format!("{url}/v2/nothing")).await;
     assert_eq!(status, 404);

@@ -184,3 +184,26 @@ async fn a_peer_sending_garbage_is_disconnected_and_the_link_recovers() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_message_is_dropped_and_the_connection_kept() {
+    let c = Consortium::new(2, 0);
+    let (b, mut b_inbound, b_metrics) = start(&c, 1, HashMap::new());
+    let peers = HashMap::from([(1u16, b.local_addr().unwrap())]);
+    let (a, _a_inbound, a_metrics) = start(&c, 0, peers);
+    eventually(WAIT, "node0 and node1 to connect", || async { a.is_connected(1) && b.is_connected(0) }).await;
+
+    let huge = bytes::Bytes::from(vec![0u8; engine::limits::MESSAGE_BYTES_MAX + 1]);
+    assert!(a.send_bytes(1, huge));
+    eventually(WAIT, "the oversize message to be dropped", || async {
+        b_metrics.messages_dropped.get("oversize") == 1
+    })
+    .await;
+    let good = SignedMessage::sign(&c.chain_id, 0, Message::StateRequest(StateRequest { from: 1, to: 1 }), &c.keys[0]);
+    assert!(a.send(1, &good));
+    let got = tokio::time::timeout(WAIT, b_inbound.recv()).await.unwrap().unwrap();
+    assert_eq!(got.message, good);
+    assert_eq!(a_metrics.connections_established.load(std::sync::atomic::Ordering::Relaxed), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
