@@ -75,6 +75,7 @@ pub(crate) fn router(node: Arc<NodeShared>) -> Router {
         .route("/v1/transactions/{id}", get(tx_status))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/status", get(status))
+        .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "no such endpoint; see /v1/status", None)
@@ -368,4 +369,43 @@ async fn status(State(node): Shared) -> Response {
 async fn metrics(State(node): Shared) -> Response {
     let body = node.metrics.render();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// The OpenAPI 3 description of this API.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_document_parses_and_lists_every_route() {
+        let doc: Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        for path in [
+            "/v1/transactions",
+            "/v1/transactions/batch",
+            "/v1/transactions/{id}",
+            "/v1/blocks/{height}",
+            "/v1/status",
+            "/v1/openapi.json",
+            "/metrics",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} is not documented");
+        }
+    }
+
+    #[test]
+    fn tx_errors_map_to_4xx_with_their_field() {
+        let e = ApiError::from_tx_error(
+            &TxError::StaleNonce { sender: engine::crypto::PublicKey([1; 32]), last: 5, got: 5 },
+            "",
+        );
+        assert_eq!((e.status, e.code, e.field.as_deref()), (422, "stale_nonce", Some("body.nonce")));
+        let e = ApiError::from_tx_error(&TxError::Duplicate(Digest::ZERO), "");
+        assert_eq!((e.status, e.code), (409, "duplicate"));
+    }
 }

@@ -27,6 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, Instrument};
 
+/// How long in-flight HTTP requests get to finish at shutdown.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// A peer as named in the configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -485,10 +488,11 @@ impl NodeHandle {
         if let Some(stop) = self.http_stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.http_task.take() {
+        if let Some(mut task) = self.http_task.take() {
             // Open keep-alive connections could hold a graceful shutdown forever.
-            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
-                tracing::warn!("HTTP server did not stop in time");
+            if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, &mut task).await.is_err() {
+                tracing::warn!("HTTP server did not stop in time; closing its connections");
+                task.abort();
             }
         }
         for t in &self.tasks {
@@ -500,6 +504,23 @@ impl NodeHandle {
         }
         self.shared.transport.shutdown().await;
         info!(name = %self.shared.name, "node stopped");
+    }
+}
+
+impl Drop for NodeHandle {
+    /// A handle dropped without [`NodeHandle::shutdown`] still stops the node's tasks and asks
+    /// the driver to stop; it just does not wait for them.
+    fn drop(&mut self) {
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = &self.http_task {
+            task.abort();
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.shared.driver.try_send(DriverInput::Shutdown);
     }
 }
 
