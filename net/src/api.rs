@@ -74,6 +74,8 @@ pub(crate) fn router(node: Arc<NodeShared>) -> Router {
         .route("/v1/transactions/batch", post(submit_batch))
         .route("/v1/transactions/{id}", get(tx_status))
         .route("/v1/blocks/{height}", get(block))
+        .route("/v1/commits", get(commits))
+        .route("/v1/participants/{key}", get(participant))
         .route("/v1/status", get(status))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -344,6 +346,86 @@ async fn block(State(node): Shared, Path(height): Path<String>) -> Result<Respon
         "certificate": cb.certificate,
     }))
     .into_response())
+}
+
+/// Most blocks one page of the commit feed covers.
+const COMMIT_FEED_BLOCKS_MAX: u64 = 64;
+
+#[derive(Deserialize)]
+struct CommitsQuery {
+    from: u64,
+}
+
+/// A page of the commit feed: for each committed block from `from` on, the ids of its applied
+/// and rejected transactions. Read from the stored receipts, so it needs no block decoding.
+async fn commits(
+    State(node): Shared,
+    query: Result<axum::extract::Query<CommitsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let from = query
+        .map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_query", format!("{e}; use ?from=HEIGHT"), Some("from"))
+        })?
+        .0
+        .from
+        .max(1);
+    let page = node
+        .query(move |core| -> Result<Vec<Value>, String> {
+            let head = core.status().height;
+            let mut out = Vec::new();
+            for height in from..=head.min(from.saturating_add(COMMIT_FEED_BLOCKS_MAX - 1)) {
+                let receipts = core.storage().receipts(height).map_err(|e| e.to_string())?.unwrap_or_default();
+                let (applied, rejected): (Vec<_>, Vec<_>) =
+                    receipts.iter().partition(|r| matches!(r.outcome, Outcome::Applied));
+                out.push(json!({
+                    "height": height,
+                    "applied": applied.iter().map(|r| r.tx.to_hex()).collect::<Vec<_>>(),
+                    "rejected": rejected.iter().map(|r| r.tx.to_hex()).collect::<Vec<_>>(),
+                }));
+            }
+            Ok(out)
+        })
+        .await
+        .ok_or_else(ApiError::unavailable)?
+        .map_err(storage_error)?;
+    Ok(Json(json!({ "commits": page })).into_response())
+}
+
+/// An enrolled participant (or the CA) with its last committed nonce.
+async fn participant(State(node): Shared, Path(key): Path<String>) -> Result<Response, ApiError> {
+    let key = engine::crypto::PublicKey::from_hex(&key).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_key",
+            format!("a public key is 64 hex characters: {e}"),
+            Some("key"),
+        )
+    })?;
+    let found = node
+        .query(move |core| {
+            let state = core.state();
+            let nonce = state.nonce(&key);
+            if key == *state.ca_key() {
+                return Some(json!({ "key": key.to_hex(), "role": "ca", "nonce": nonce }));
+            }
+            state.participant(&key).map(|p| {
+                json!({
+                    "key": key.to_hex(), "role": p.role, "name": p.name,
+                    "enrolled_by": p.enrolled_by.to_hex(), "height": p.height, "nonce": nonce,
+                })
+            })
+        })
+        .await
+        .ok_or_else(ApiError::unavailable)?;
+    match found {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_participant",
+            format!("{key} is not enrolled on this chain"),
+            Some("key"),
+        )),
+    }
 }
 
 async fn status(State(node): Shared) -> Response {

@@ -1,0 +1,53 @@
+//! `medchain node`: runs one node until SIGINT or SIGTERM.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `medchain node`.
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// The node's node.toml.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// Runs `medchain node`.
+pub fn run(args: NodeArgs) -> Result<ExitCode> {
+    crate::cli::init_tracing(args.log_json);
+    let config = net::NodeConfig::load(&args.config)
+        .with_context(|| format!("cannot load the node configuration {}", args.config.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let handle = net::Node::start(config).await.context("the node failed to start")?;
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        handle.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
