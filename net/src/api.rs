@@ -472,6 +472,8 @@ mod tests {
             "/v1/transactions/batch",
             "/v1/transactions/{id}",
             "/v1/blocks/{height}",
+            "/v1/commits",
+            "/v1/participants/{key}",
             "/v1/status",
             "/v1/openapi.json",
             "/metrics",
