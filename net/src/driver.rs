@@ -266,6 +266,27 @@ pub(crate) async fn verify_inbound(
     }
 }
 
+/// A replica step longer than this is logged and counted: consensus timers run meanwhile.
+const SLOW_STEP_MS: u64 = 100;
+
+/// Feeds `event` to the core, timing the step.
+fn step(core: &mut dyn Core, event: Event, metrics: &Metrics) -> Vec<Action> {
+    let label = match &event {
+        Event::Message(m) => m.message.kind(),
+        Event::Transactions(_) => "transactions",
+        Event::Tick { .. } => "tick",
+    };
+    let started = std::time::Instant::now();
+    let actions = core.handle(event);
+    let ms = started.elapsed().as_millis() as u64;
+    metrics.driver_step_ms_max.fetch_max(ms, Ordering::Relaxed);
+    if ms > SLOW_STEP_MS {
+        metrics.driver_slow_steps.inc(label);
+        warn!(event = label, ms, "slow replica step");
+    }
+    actions
+}
+
 /// What the driver needs besides the core.
 pub(crate) struct DriverContext {
     pub me: NodeId,
@@ -342,7 +363,7 @@ pub(crate) fn run(mut core: Box<dyn Core>, mut inputs: mpsc::Receiver<DriverInpu
             DriverInput::Messages(messages) => {
                 let mut running = true;
                 for m in messages {
-                    running = ctx.execute(core.handle(Event::Message(m)));
+                    running = ctx.execute(step(&mut *core, Event::Message(m), &ctx.metrics));
                     if !running {
                         break;
                     }
@@ -351,7 +372,7 @@ pub(crate) fn run(mut core: Box<dyn Core>, mut inputs: mpsc::Receiver<DriverInpu
             }
             DriverInput::Transactions { txs, reply } => {
                 let ids: HashSet<TxId> = txs.iter().map(|t| t.id()).collect();
-                let actions = core.handle(Event::Transactions(txs));
+                let actions = step(&mut *core, Event::Transactions(txs), &ctx.metrics);
                 let refusals = actions
                     .iter()
                     .filter_map(|a| match a {
@@ -366,7 +387,7 @@ pub(crate) fn run(mut core: Box<dyn Core>, mut inputs: mpsc::Receiver<DriverInpu
             DriverInput::Tick(now) => {
                 // The replica requires time never to go backwards; the system clock may.
                 last_now_ms = last_now_ms.max(now);
-                ctx.execute(core.handle(Event::Tick { now_ms: last_now_ms }))
+                ctx.execute(step(&mut *core, Event::Tick { now_ms: last_now_ms }, &ctx.metrics))
             }
             DriverInput::Query(query) => {
                 query(&*core);

@@ -68,6 +68,10 @@ pub struct Metrics {
     pub connections_established: AtomicU64,
     /// Peers currently connected.
     pub peers_connected: AtomicU64,
+    /// Longest single replica step (one event handled), in milliseconds.
+    pub driver_step_ms_max: AtomicU64,
+    /// Replica steps that took longer than the slow-step threshold.
+    pub driver_slow_steps: LabeledCounter,
     verify_batch_buckets: [AtomicU64; VERIFY_BATCH_BUCKETS.len()],
     verify_batch_count: AtomicU64,
     verify_batch_items: AtomicU64,
@@ -157,6 +161,19 @@ impl Metrics {
             get(&self.connections_established),
         );
         gauge(&mut out, "medchain_peers_connected", "Peers currently connected.", get(&self.peers_connected));
+        gauge(
+            &mut out,
+            "medchain_driver_step_ms_max",
+            "Longest replica step, in milliseconds.",
+            get(&self.driver_step_ms_max),
+        );
+        labeled(
+            &mut out,
+            "medchain_driver_slow_steps_total",
+            "Replica steps slower than the threshold, by event.",
+            "event",
+            &self.driver_slow_steps,
+        );
         let _ = writeln!(out, "# HELP medchain_verify_batch_size Signatures per batch verification call.");
         let _ = writeln!(out, "# TYPE medchain_verify_batch_size histogram");
         for (bound, bucket) in VERIFY_BATCH_BUCKETS.iter().zip(&self.verify_batch_buckets) {
