@@ -7,12 +7,16 @@ use std::time::Instant;
 
 /// Runs `seeds` with `validators` replicas; reports every failure, not only the first.
 fn run_seeds(seeds: std::ops::Range<u64>, validators: usize) {
+    run_configs(seeds, validators, sim::Config::for_seed);
+}
+
+fn run_configs(seeds: std::ops::Range<u64>, validators: usize, config: fn(u64, usize) -> sim::Config) {
     let started = Instant::now();
     let mut failures = Vec::new();
     let mut views = 0;
     let count = seeds.end - seeds.start;
     for seed in seeds {
-        match sim::run(seed, validators) {
+        match sim::run_with(&config(seed, validators)) {
             Ok(s) => views += s.max_view,
             Err(f) => failures.push(f.to_string()),
         }
@@ -22,12 +26,7 @@ fn run_seeds(seeds: std::ops::Range<u64>, validators: usize) {
         failures.len(),
         started.elapsed().as_secs_f64()
     );
-    assert!(
-        failures.is_empty(),
-        "{} of {count} seeds failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {count} seeds failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -48,4 +47,28 @@ fn seeds_1000_to_1045_with_7_validators() {
 #[test]
 fn seeds_1045_to_1090_with_7_validators() {
     run_seeds(1045..1090, 7);
+}
+
+#[test]
+fn stress_seeds_with_4_and_7_validators() {
+    run_configs(5000..5030, 4, sim::Config::stress);
+    run_configs(7000..7010, 7, sim::Config::stress);
+}
+
+#[test]
+fn a_seed_replays_identically() {
+    let a = sim::run(42, 7).unwrap_or_else(|f| panic!("{f}"));
+    let b = sim::run(42, 7).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+}
+
+#[test]
+fn a_failure_names_its_seed_and_the_replay_command() {
+    // Liveness cannot hold with no time to reach the target: the failure must say how to replay.
+    let mut config = sim::Config::for_seed(9, 4);
+    config.liveness_ms = 0;
+    config.liveness_blocks = 1_000;
+    let failure = sim::run_with(&config).expect_err("a target of 1000 blocks in 0 ms cannot be met");
+    let text = failure.to_string();
+    assert!(text.contains("seed 9") && text.contains("medchain sim --seed 9 --validators 4"), "{text}");
 }

@@ -209,11 +209,15 @@ pub struct Replica<S: Storage> {
     vc_deadline_ms: Option<u64>,
     consecutive_view_changes: u32,
     last_progress_ms: u64,
+    /// When a transaction of this replica's pool last committed (or the view began).
+    pool_progress_ms: u64,
     last_retransmit_ms: u64,
     state_target: u64,
     state_peer: usize,
     last_state_request_ms: Option<u64>,
     helped_ms: BTreeMap<ReplicaId, u64>,
+    /// Highest view each replica sent a message in, when above ours.
+    views_ahead: BTreeMap<ReplicaId, u64>,
     halted: bool,
 }
 
@@ -266,11 +270,13 @@ impl<S: Storage> Replica<S> {
             vc_deadline_ms: None,
             consecutive_view_changes: 0,
             last_progress_ms: 0,
+            pool_progress_ms: 0,
             last_retransmit_ms: 0,
             state_target: 0,
             state_peer: 0,
             last_state_request_ms: None,
             helped_ms: BTreeMap::new(),
+            views_ahead: BTreeMap::new(),
             halted: false,
         };
         r.reload_log()?;
@@ -367,11 +373,16 @@ impl<S: Storage> Replica<S> {
                 let from = m.from;
                 match self.on_message(m, &mut out) {
                     Err(Stop::Drop(reason)) => {
-                        if matches!(reason, MessageError::StaleView { .. }) {
-                            self.help_stale_peer(from, &mut out);
-                        }
+                        let joined = match reason {
+                            MessageError::StaleView { .. } => {
+                                self.help_stale_peer(from, &mut out);
+                                Ok(())
+                            }
+                            MessageError::ViewAhead { view, .. } => self.note_view_ahead(from, view, &mut out),
+                            _ => Ok(()),
+                        };
                         out.push(Action::Dropped { from, reason });
-                        Ok(())
+                        joined
                     }
                     other => other,
                 }
@@ -520,11 +531,26 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
+    /// Since when this replica has been waiting without progress (Castro–Liskov's request
+    /// timer): for proposals in flight, since the last executed block; for its own client
+    /// transactions, since the oldest arrived, a transaction of its pool last committed, or the
+    /// view began, whichever is latest. A primary that ignores some transactions while
+    /// committing others is thus replaced too.
+    fn waiting_since(&self) -> Option<u64> {
+        let height = self.height();
+        let in_flight = self.slots.range(height + 1..).any(|(_, s)| s.accepted.is_some() || s.waiting.is_some());
+        let slots = in_flight.then_some(self.last_progress_ms);
+        let oldest = self.pool.order.values().next().and_then(|id| self.pool.by_id.get(id)).map(|p| p.arrived_ms);
+        let pool = oldest.map(|t| t.max(self.pool_progress_ms));
+        match (slots, pool) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     fn has_outstanding(&self) -> bool {
         let height = self.height();
-        self.pool.len() > 0
-            || self.slots.range(height + 1..).any(|(_, s)| s.accepted.is_some() || s.waiting.is_some())
-            || self.state_target > height
+        self.pool.len() > 0 || self.slots.range(height + 1..).any(|(_, s)| s.accepted.is_some() || s.waiting.is_some())
     }
 
     // ---- events ----
@@ -569,6 +595,7 @@ impl<S: Storage> Replica<S> {
             // After a (re)start, ask every peer for blocks we may have missed.
             self.started = true;
             self.last_progress_ms = now_ms;
+            self.pool_progress_ms = now_ms;
             self.last_retransmit_ms = now_ms;
             if self.n > 1 {
                 let h = self.height();
@@ -581,23 +608,21 @@ impl<S: Storage> Replica<S> {
             if self.vc_deadline_ms.is_some_and(|d| now_ms >= d) {
                 self.start_view_change(self.view + 1, out)?;
             }
-        } else if self.has_outstanding() {
-            match self.vc_deadline_ms {
-                None => self.vc_deadline_ms = Some(now_ms + self.timeout_ms()),
-                Some(d) if now_ms >= d => self.start_view_change(self.view + 1, out)?,
-                Some(_) => {}
-            }
-        } else {
-            self.vc_deadline_ms = None;
+        } else if self.waiting_since().is_some_and(|t| now_ms >= t + self.timeout_ms()) {
+            self.start_view_change(self.view + 1, out)?;
         }
         if now_ms >= self.last_retransmit_ms + self.retransmit_ms() {
             self.last_retransmit_ms = now_ms;
             let stuck = self.has_outstanding() && now_ms >= self.last_progress_ms + self.retransmit_ms();
             if self.view_changing || stuck {
                 self.retransmit(out);
-            } else if let Some(c) = &self.my_checkpoint {
-                // A heartbeat: an idle cluster still shows a lagging replica how far it is.
-                out.push(Action::Broadcast { message: c.clone() });
+            } else {
+                // Client transactions whose forward was lost go again.
+                self.forward_pool(false, out);
+                if let Some(c) = &self.my_checkpoint {
+                    // A heartbeat: an idle cluster still shows a lagging replica how far it is.
+                    out.push(Action::Broadcast { message: c.clone() });
+                }
             }
         }
         self.maybe_request_state(out, false);
@@ -646,6 +671,26 @@ impl<S: Storage> Replica<S> {
             self.state_peer = (self.state_peer + 1) % self.n;
         }
         self.state_peer as NodeId
+    }
+
+    /// f+1 replicas work in a view above ours: at least one honest replica installed it, so
+    /// this replica missed its NEW-VIEW. It asks to move there; the peers answer its VIEW-CHANGE
+    /// (stale to them) with their NEW-VIEW.
+    fn note_view_ahead(&mut self, from: NodeId, view: u64, out: &mut Vec<Action>) -> Step {
+        if (from as usize) >= self.n || from == self.cfg.me {
+            return Ok(());
+        }
+        let seen = self.views_ahead.entry(from).or_insert(0);
+        *seen = (*seen).max(view);
+        let mut ahead: Vec<u64> = self.views_ahead.values().copied().filter(|v| *v > self.view).collect();
+        ahead.sort_unstable_by(|a, b| b.cmp(a));
+        match ahead.get(self.f) {
+            Some(&v) => {
+                self.views_ahead.clear();
+                self.start_view_change(v, out)
+            }
+            None => Ok(()),
+        }
     }
 
     /// A peer sent a message for an older view: send it the NEW-VIEW of ours (rate-limited).
@@ -1048,7 +1093,11 @@ impl<S: Storage> Replica<S> {
         let receipts = chain::append(&mut self.state, &mut self.storage, &cb)?;
         let height = self.height();
         for tx in &cb.block.txs {
-            self.pool.remove(&tx.id());
+            let id = tx.id();
+            if self.pool.by_id.contains_key(&id) {
+                self.pool_progress_ms = self.now_ms;
+                self.pool.remove(&id);
+            }
         }
         // Drop pool transactions whose nonce the chain has used or that have expired.
         let stale: Vec<TxId> = self
@@ -1065,8 +1114,9 @@ impl<S: Storage> Replica<S> {
         }
         self.executed_at_ms.insert(height, self.now_ms);
         self.last_progress_ms = self.now_ms;
-        self.vc_deadline_ms = None;
-        self.consecutive_view_changes = 0;
+        if !self.view_changing {
+            self.consecutive_view_changes = 0;
+        }
         self.next_seq = self.next_seq.max(height + 1);
         let digest = cb.block.hash();
         out.push(Action::Committed { block: cb, receipts });
@@ -1275,7 +1325,8 @@ impl<S: Storage> Replica<S> {
         self.persist_meta()?;
         self.view_changes.insert(self.cfg.me, msg.clone());
         self.consecutive_view_changes = self.consecutive_view_changes.saturating_add(1);
-        self.vc_deadline_ms = Some(self.now_ms + self.timeout_ms());
+        self.vc_deadline_ms = None;
+        self.arm_view_change_timer();
         out.push(Action::Broadcast { message: msg });
         self.try_new_view(out)
     }
@@ -1310,7 +1361,18 @@ impl<S: Storage> Replica<S> {
         if let Some(&v) = higher.get(self.f) {
             self.start_view_change(v, out)?;
         }
+        self.arm_view_change_timer();
         self.try_new_view(out)
+    }
+
+    /// Castro–Liskov §4.5.2: the timer that moves on to the next view starts only once a quorum
+    /// asks for this one. A replica that timed out alone waits one view ahead instead of
+    /// escalating alone, and rejoins when the others move.
+    fn arm_view_change_timer(&mut self) {
+        if self.view_changing && self.vc_deadline_ms.is_none() && self.view_changes_for(self.view).len() >= self.quorum
+        {
+            self.vc_deadline_ms = Some(self.now_ms + self.timeout_ms());
+        }
     }
 
     fn view_changes_for(&self, view: u64) -> Vec<SignedMessage> {
@@ -1416,6 +1478,7 @@ impl<S: Storage> Replica<S> {
         self.view_changes.retain(|_, m| matches!(&m.message, Message::ViewChange(v) if v.new_view > view));
         self.vc_deadline_ms = None;
         self.last_progress_ms = self.now_ms;
+        self.pool_progress_ms = self.now_ms;
         for slot in self.slots.values_mut() {
             slot.prepares.clear();
             slot.commits.clear();
@@ -1442,6 +1505,13 @@ impl<S: Storage> Replica<S> {
             p.forwarded_ms = None;
         }
         self.forward_pool(false, out);
+        if !self.is_primary() {
+            // Blocks committed while this replica was changing views are not re-proposed: ask
+            // the new primary for any (it answers only if it has some).
+            let h = self.height();
+            let req = self.sign(Message::StateRequest(StateRequest { from: h + 1, to: h + STATE_CHUNK_BLOCKS_MAX }));
+            out.push(Action::Send { to: self.primary(view), message: req });
+        }
         self.advance(out)
     }
 }

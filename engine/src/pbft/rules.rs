@@ -318,26 +318,25 @@ pub fn compute_new_view(view_changes: &[&ViewChange], genesis: &Genesis) -> Resu
         .max_by(|a, b| a.checkpoint.seq.cmp(&b.checkpoint.seq).then(std::cmp::Ordering::Greater))
         .ok_or_else(|| MessageError::BadNewView("no view changes".into()))?;
     let stable = StableCheckpoint { checkpoint: best_cp.checkpoint, proof: best_cp.checkpoint_proof.clone() };
-    let mut blocks = Vec::new();
-    let mut tip = stable.checkpoint.digest;
-    let mut seq = stable.checkpoint.seq + 1;
-    loop {
-        let mut best: Option<CheckedPrepared<'_>> = None;
-        for vc in view_changes {
-            for proof in &vc.prepared {
-                let p = check_prepared_proof(proof, genesis)?;
-                if p.seq == seq && best.as_ref().is_none_or(|b| p.view > b.view) {
-                    best = Some(p);
-                }
+    // The prepared proof from the highest view at each seq (the first one on ties).
+    let mut best: std::collections::BTreeMap<u64, CheckedPrepared<'_>> = std::collections::BTreeMap::new();
+    for vc in view_changes {
+        for proof in &vc.prepared {
+            let p = check_prepared_proof(proof, genesis)?;
+            if p.seq > stable.checkpoint.seq && best.get(&p.seq).is_none_or(|b| p.view > b.view) {
+                best.insert(p.seq, p);
             }
         }
-        let Some(best) = best else { break };
-        if best.block.header.prev_hash != tip {
+    }
+    let mut blocks = Vec::new();
+    let mut tip = stable.checkpoint.digest;
+    for seq in stable.checkpoint.seq + 1.. {
+        let Some(p) = best.get(&seq) else { break };
+        if p.block.header.prev_hash != tip {
             break;
         }
-        tip = best.digest;
-        blocks.push(best.block.clone());
-        seq += 1;
+        tip = p.digest;
+        blocks.push(p.block.clone());
     }
     Ok(NewViewPlan { stable, blocks })
 }

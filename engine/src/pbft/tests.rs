@@ -310,6 +310,7 @@ fn a_silent_primary_is_replaced_by_a_view_change() {
     for _ in 0..8 {
         net.tick(TIMEOUT_MS / 4);
     }
+    eprintln!("{:?} {:?}", net.rep(0).status(), net.dropped.iter().filter(|(i, _)| *i == 0).collect::<Vec<_>>());
     assert_eq!(net.heights(), vec![3; 4]);
     assert_eq!(net.rep(0).status().view, 1);
 }

@@ -2,10 +2,8 @@
 //! -- FIRST COUNT VALIDATORS`. A failing seed prints the command that replays it.
 
 fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("numbers: FIRST COUNT VALIDATORS"))
-        .collect();
+    let args: Vec<u64> =
+        std::env::args().skip(1).map(|a| a.parse().expect("numbers: FIRST COUNT VALIDATORS")).collect();
     let (first, count, n) = match args.as_slice() {
         [a, b, c] => (*a, *b, *c as usize),
         _ => (0, 20, 4),
@@ -13,7 +11,12 @@ fn main() {
     let mut failed = 0;
     for seed in first..first + count {
         let t = std::time::Instant::now();
-        match sim::run(seed, n) {
+        let config = if std::env::var_os("STRESS").is_some() {
+            sim::Config::stress(seed, n)
+        } else {
+            sim::Config::for_seed(seed, n)
+        };
+        match sim::run_with(&config) {
             Ok(s) => println!("ok   {:.2}s {s:?}", t.elapsed().as_secs_f64()),
             Err(f) => {
                 failed += 1;

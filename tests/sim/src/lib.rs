@@ -21,7 +21,7 @@ use engine::storage::{MemStorage, Storage};
 use engine::tx::{Enroll, Payload, Role, Transaction, TxBody};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 /// Simulated time starts here (milliseconds since the Unix epoch), the genesis creation time.
@@ -80,20 +80,29 @@ impl Config {
             duplicate_per_mille: rng.gen_range(0..=50),
             delay_ms_max: rng.gen_range(2..=60),
             partition: rng.gen_ratio(1, 2),
-            crashes: if validators > 1 {
-                rng.gen_range(0..=f.max(1))
-            } else {
-                0
-            },
+            crashes: if validators > 1 { rng.gen_range(0..=f.max(1)) } else { 0 },
             byzantine,
             tx_interval_ms: rng.gen_range(15..=40),
-            params: ChainParams {
-                checkpoint_interval: 4,
-                watermark_window: 8,
-                block_txs_max: 32,
-            },
+            params: ChainParams { checkpoint_interval: 4, watermark_window: 8, block_txs_max: 32 },
             view_change_timeout_ms: 400,
         }
+    }
+}
+
+impl Config {
+    /// A harsher mix for soak runs: a longer fault phase, up to 30 % loss, long delays, and
+    /// every kind of fault at once.
+    pub fn stress(seed: u64, validators: usize) -> Config {
+        let mut c = Config::for_seed(seed, validators);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x57e5_5000);
+        c.fault_ms = 8_000;
+        c.liveness_ms = 30_000;
+        c.drop_per_mille = rng.gen_range(0..=300);
+        c.duplicate_per_mille = rng.gen_range(0..=100);
+        c.delay_ms_max = rng.gen_range(2..=300);
+        c.partition = true;
+        c.crashes = rng.gen_range(0..=validators.saturating_sub(1) / 3 + 1);
+        c
     }
 }
 
@@ -122,6 +131,10 @@ pub struct Summary {
     pub submitted_txs: u64,
     /// Crashes (each followed by a restart from storage).
     pub crashes: usize,
+    /// Whether every honest replica ended in one view, not changing views. Not required: a
+    /// replica that timed out alone waits one view ahead (Castro–Liskov) and keeps its height
+    /// by state transfer until the others next change views.
+    pub views_agree: bool,
     /// Whether a Byzantine primary equivocated.
     pub byzantine: bool,
     /// Simulated time the run took, in ms.
@@ -160,9 +173,7 @@ pub fn run(seed: u64, validators: usize) -> Result<Summary, Failure> {
 
 /// Runs the simulation described by `config`. A panic inside the engine becomes a [`Failure`].
 pub fn run_with(config: &Config) -> Result<Summary, Failure> {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Sim::new(config.clone())?.run()
-    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Sim::new(config.clone())?.run()));
     match outcome {
         Ok(r) => r,
         Err(panic) => {
@@ -171,21 +182,13 @@ pub fn run_with(config: &Config) -> Result<Summary, Failure> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(Failure {
-                seed: config.seed,
-                validators: config.validators,
-                at_ms: 0,
-                reason: format!("panic: {msg}"),
-            })
+            Err(Failure { seed: config.seed, validators: config.validators, at_ms: 0, reason: format!("panic: {msg}") })
         }
     }
 }
 
 /// The deterministic keys and genesis of a simulated consortium.
-pub fn consortium(
-    validators: usize,
-    params: ChainParams,
-) -> (Genesis, SigningKey, Vec<SigningKey>) {
+pub fn consortium(validators: usize, params: ChainParams) -> (Genesis, SigningKey, Vec<SigningKey>) {
     let ca = SigningKey::from_seed([0xCA; 32]);
     let keys: Vec<SigningKey> = (0..validators)
         .map(|i| {
@@ -201,10 +204,7 @@ pub fn consortium(
         validators: keys
             .iter()
             .enumerate()
-            .map(|(i, k)| NodeInfo {
-                name: format!("hospital-{i}"),
-                key: k.public(),
-            })
+            .map(|(i, k)| NodeInfo { name: format!("hospital-{i}"), key: k.public() })
             .collect(),
         auditors: Vec::new(),
         params,
@@ -282,29 +282,16 @@ impl Sim {
                 view_change_timeout_ms: cfg.view_change_timeout_ms,
                 pending_txs_max: 512,
             };
-            let replica =
-                Replica::open(config.clone(), MemStorage::new()).map_err(|e| Failure {
-                    seed: cfg.seed,
-                    validators: n,
-                    at_ms: 0,
-                    reason: format!("replica {i} does not open: {e}"),
-                })?;
-            nodes.push(Node {
-                replica: Some(replica),
-                parked: None,
-                config,
-            });
+            let replica = Replica::open(config.clone(), MemStorage::new()).map_err(|e| Failure {
+                seed: cfg.seed,
+                validators: n,
+                at_ms: 0,
+                reason: format!("replica {i} does not open: {e}"),
+            })?;
+            nodes.push(Node { replica: Some(replica), parked: None, config });
         }
-        let mut clients = vec![Client {
-            key: ca,
-            nonce: 0,
-            role: Role::Researcher,
-        }];
-        clients.extend(keys.iter().map(|k| Client {
-            key: k.clone(),
-            nonce: 0,
-            role: Role::Patient,
-        }));
+        let mut clients = vec![Client { key: ca, nonce: 0, role: Role::Researcher }];
+        clients.extend(keys.iter().map(|k| Client { key: k.clone(), nonce: 0, role: Role::Patient }));
         Ok(Sim {
             cfg,
             rng,
@@ -353,8 +340,7 @@ impl Sim {
                 self.step(i, Event::Tick { now_ms: self.now })?;
             }
             if self.now >= self.heal_at {
-                let t = *target
-                    .get_or_insert_with(|| self.max_honest_height() + self.cfg.liveness_blocks);
+                let t = *target.get_or_insert_with(|| self.max_honest_height() + self.cfg.liveness_blocks);
                 if self.min_honest_height() >= t {
                     break;
                 }
@@ -364,11 +350,8 @@ impl Sim {
         let target = target.unwrap_or(0);
         let common = self.min_honest_height();
         if common < target {
-            let heights: Vec<String> = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.replica.as_ref().map(|r| format!("{:?}", r.status())))
-                .collect();
+            let heights: Vec<String> =
+                self.nodes.iter().filter_map(|n| n.replica.as_ref().map(|r| format!("{:?}", r.status()))).collect();
             return Err(self.fail(format!(
                 "liveness: honest replicas reached only height {common} (target {target}) {} ms after healing; {}",
                 self.cfg.liveness_ms,
@@ -376,6 +359,7 @@ impl Sim {
             )));
         }
         self.check_chains()?;
+        let views_agree = self.views_agree();
         let max_view = (0..self.nodes.len())
             .filter(|i| self.honest(*i))
             .filter_map(|i| self.nodes[i].replica.as_ref().map(|r| r.status().view))
@@ -393,6 +377,7 @@ impl Sim {
             refused_by_reason: self.refused_by_reason,
             submitted_txs: self.submitted_txs,
             crashes: self.crash_plan.len(),
+            views_agree,
             byzantine: self.byzantine.is_some(),
             sim_ms: self.now - START_MS,
         })
@@ -407,6 +392,17 @@ impl Sim {
             }
         })
     }
+    /// Every honest replica is up, in the same view, and not changing views: all take part.
+    fn views_agree(&self) -> bool {
+        let views: BTreeSet<(u64, bool)> = (0..self.nodes.len())
+            .filter(|i| self.honest(*i))
+            .map(|i| {
+                self.nodes[i].replica.as_ref().map(|r| (r.status().view, r.status().view_changing)).unwrap_or((0, true))
+            })
+            .collect();
+        views.len() == 1 && views.iter().all(|(_, changing)| !changing)
+    }
+
     fn max_honest_height(&self) -> u64 {
         self.heights().max().unwrap_or(0)
     }
@@ -422,10 +418,7 @@ impl Sim {
                 self.nodes[node].parked = Some(replica.into_storage());
             }
             if self.now >= back && self.nodes[node].replica.is_none() {
-                let storage = self.nodes[node]
-                    .parked
-                    .take()
-                    .expect("a crashed node keeps its storage");
+                let storage = self.nodes[node].parked.take().expect("a crashed node keeps its storage");
                 let replica = Replica::open(self.nodes[node].config.clone(), storage)
                     .map_err(|e| self.fail(format!("replica {node} does not reopen: {e}")))?;
                 self.nodes[node].replica = Some(replica);
@@ -447,23 +440,16 @@ impl Sim {
 
     fn transmit(&mut self, from: usize, to: usize, msg: SignedMessage) {
         let faults = self.faults_active();
-        if faults
-            && (self.partitioned(from, to) || self.rng.gen_ratio(self.cfg.drop_per_mille, 1000))
-        {
+        if faults && (self.partitioned(from, to) || self.rng.gen_ratio(self.cfg.drop_per_mille, 1000)) {
             self.lost += 1;
             return;
         }
-        let copies = if faults && self.rng.gen_ratio(self.cfg.duplicate_per_mille, 1000) {
-            2
-        } else {
-            1
-        };
+        let copies = if faults && self.rng.gen_ratio(self.cfg.duplicate_per_mille, 1000) { 2 } else { 1 };
         let max_delay = if faults { self.cfg.delay_ms_max } else { 10 };
         for _ in 0..copies {
             let delay = self.rng.gen_range(1..=max_delay.max(1));
             self.sent += 1;
-            self.queue
-                .insert((self.now + delay, self.sent), (to as NodeId, msg.clone()));
+            self.queue.insert((self.now + delay, self.sent), (to as NodeId, msg.clone()));
         }
     }
 
@@ -488,19 +474,11 @@ impl Sim {
     /// What the driver does before `Event::Message`: every signature `signature_checks` names.
     fn verify(&mut self, msg: &SignedMessage) -> Result<(), Failure> {
         let checks = signature_checks(msg, &self.genesis).map_err(|e| {
-            self.fail(format!(
-                "signature_checks refused a {} from {}: {e}",
-                msg.message.kind(),
-                msg.from
-            ))
+            self.fail(format!("signature_checks refused a {} from {}: {e}", msg.message.kind(), msg.from))
         })?;
         for c in checks {
             if !self.check_signature(&c) {
-                return Err(self.fail(format!(
-                    "a {} from {} carries a bad signature",
-                    msg.message.kind(),
-                    msg.from
-                )));
+                return Err(self.fail(format!("a {} from {} carries a bad signature", msg.message.kind(), msg.from)));
             }
         }
         Ok(())
@@ -565,16 +543,10 @@ impl Sim {
                 Action::Dropped { reason, .. } => {
                     self.refused_messages += 1;
                     let name = format!("{reason:?}");
-                    let name = name
-                        .split(|c: char| !c.is_alphanumeric())
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
+                    let name = name.split(|c: char| !c.is_alphanumeric()).next().unwrap_or_default().to_string();
                     *self.refused_by_reason.entry(name).or_insert(0) += 1;
                 }
-                Action::Halted { reason } => {
-                    return Err(self.fail(format!("replica {i} halted: {reason}")))
-                }
+                Action::Halted { reason } => return Err(self.fail(format!("replica {i} halted: {reason}"))),
             }
         }
         Ok(())
@@ -591,19 +563,11 @@ impl Sim {
                 let other = SignedMessage::sign(
                     self.genesis.chain_id(),
                     i as NodeId,
-                    Message::PrePrepare(PrePrepare {
-                        view: pp.view,
-                        seq: pp.seq,
-                        block: twin,
-                    }),
+                    Message::PrePrepare(PrePrepare { view: pp.view, seq: pp.seq, block: twin }),
                     &key,
                 );
                 for j in (0..n).filter(|j| *j != i) {
-                    let m = if j <= n / 2 {
-                        message.clone()
-                    } else {
-                        other.clone()
-                    };
+                    let m = if j <= n / 2 { message.clone() } else { other.clone() };
                     self.transmit(i, j, m);
                 }
                 return;
@@ -643,55 +607,36 @@ impl Sim {
                 (None, Some(s)) => s,
                 (None, None) => continue,
             };
-            let head = storage
-                .head()
-                .map_err(|e| self.fail(format!("storage: {e}")))?
-                .map(|(h, _)| h)
-                .unwrap_or(0);
+            let head = storage.head().map_err(|e| self.fail(format!("storage: {e}")))?.map(|(h, _)| h).unwrap_or(0);
             let mut prev = self.genesis.hash();
             let mut checks = Vec::new();
             for h in 1..=head {
                 let cb = storage
                     .block(h)
                     .map_err(|e| self.fail(format!("storage: {e}")))?
-                    .ok_or_else(|| {
-                        self.fail(format!("replica {i} lacks block {h} below its head"))
-                    })?;
+                    .ok_or_else(|| self.fail(format!("replica {i} lacks block {h} below its head")))?;
                 let hash = cb.block.hash();
                 if cb.block.header.prev_hash != prev {
-                    return Err(self.fail(format!(
-                        "replica {i}: block {h} does not link to block {}",
-                        h - 1
-                    )));
+                    return Err(self.fail(format!("replica {i}: block {h} does not link to block {}", h - 1)));
                 }
                 if self.committed.get(&h).is_some_and(|c| *c != hash) {
-                    return Err(self.fail(format!(
-                        "agreement: replica {i} stores another block at height {h}"
-                    )));
+                    return Err(self.fail(format!("agreement: replica {i} stores another block at height {h}")));
                 }
                 cb.certificate
                     .check_shape(&validators, h, &hash)
-                    .map_err(|e| {
-                        self.fail(format!("replica {i}: certificate of block {h}: {e}"))
-                    })?;
+                    .map_err(|e| self.fail(format!("replica {i}: certificate of block {h}: {e}")))?;
                 for (r, sig) in &cb.certificate.votes {
                     let key = *validators.key(*r).expect("check_shape checked the voters");
                     checks.push((
                         h,
-                        SignatureCheck {
-                            msg: cb.certificate.vote_signing_bytes(&chain_id, *r),
-                            key,
-                            sig: *sig,
-                        },
+                        SignatureCheck { msg: cb.certificate.vote_signing_bytes(&chain_id, *r), key, sig: *sig },
                     ));
                 }
                 prev = hash;
             }
             for (h, c) in checks {
                 if !self.check_signature(&c) {
-                    return Err(self.fail(format!(
-                        "replica {i}: a COMMIT signature of block {h}'s certificate is bad"
-                    )));
+                    return Err(self.fail(format!("replica {i}: a COMMIT signature of block {h}'s certificate is bad")));
                 }
             }
         }
