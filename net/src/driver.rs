@@ -218,7 +218,7 @@ fn check_messages(
                 candidates.push(inbound.message);
             }
             Err(e) => {
-                debug!(from = inbound.from, error = %e, "message refused before verification");
+                debug!(from = inbound.from, via = inbound.via, error = %e, "message refused before verification");
                 metrics.messages_dropped.inc(message_error_label(&e));
             }
         }

@@ -5,7 +5,10 @@
 //! message is one canonical [`SignedMessage`] on its own unidirectional stream, read with a cap
 //! of [`MESSAGE_BYTES_MAX`]. The peer's identity is the genesis node whose key its certificate
 //! carries (checked during the handshake by [`crate::tls`]); a message whose `from` is not that
-//! node is dropped. Outbound queues are bounded and never block the caller: when a peer's queue
+//! node is dropped, except a NEW-VIEW: replicas relay the new primary's NEW-VIEW to laggards,
+//! and it proves itself (the primary's signature and a quorum of signed VIEW-CHANGEs, all
+//! checked before the replica sees it). [`Inbound::from`] is always the signer, and
+//! [`Inbound::via`] the authenticated connection it came over. Outbound queues are bounded and never block the caller: when a peer's queue
 //! is full the message is dropped and counted, and PBFT's own retransmission and view changes
 //! recover.
 
@@ -82,8 +85,10 @@ pub struct TransportConfig {
 /// A message from a peer, its sender authenticated by the connection.
 #[derive(Debug)]
 pub struct Inbound {
-    /// The authenticated sender (equal to `message.from`).
+    /// The signer the message names (`message.from`); its signature is checked next.
     pub from: NodeId,
+    /// The authenticated peer it arrived from: `from` itself, or a relay of a NEW-VIEW.
+    pub via: NodeId,
     /// The message, decoded strictly; its signatures are not yet checked.
     pub message: SignedMessage,
     /// This message's share of the inbound byte budget, returned when it is dropped.
@@ -477,6 +482,11 @@ async fn peer_writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Rece
     }
 }
 
+/// Whether a message signed by one node may arrive over another node's connection.
+fn is_relayable(message: &engine::pbft::message::Message) -> bool {
+    matches!(message, engine::pbft::message::Message::NewView(_))
+}
+
 /// Reads messages from one connection until it closes.
 async fn peer_reader(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
     let mut strikes = 0u32;
@@ -487,7 +497,7 @@ async fn peer_reader(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
         };
         let reason = match stream.read_to_end(MESSAGE_BYTES_MAX).await {
             Ok(bytes) => match SignedMessage::decode(&bytes) {
-                Ok(message) if message.from == peer.id => {
+                Ok(message) if message.from == peer.id || is_relayable(&message.message) => {
                     shared.metrics.messages_received.inc(message.message.kind());
                     // Waits while too many bytes are queued for signature checks: QUIC flow
                     // control then slows the peer down. The cap keeps `len` within u32.
@@ -495,7 +505,7 @@ async fn peer_reader(shared: Arc<Shared>, peer: Arc<Peer>, conn: Connection) {
                     let Ok(budget) = shared.inbound_budget.clone().acquire_many_owned(len).await else {
                         return;
                     };
-                    let inbound = Inbound { from: peer.id, message, _budget: Some(budget) };
+                    let inbound = Inbound { from: message.from, via: peer.id, message, _budget: Some(budget) };
                     if shared.inbound.send(inbound).await.is_err() {
                         return;
                     }

@@ -141,6 +141,14 @@ async fn messages_arrive_with_the_authenticated_sender_and_forgeries_are_dropped
     })
     .await;
     assert!(b_inbound.try_recv().is_err());
+    // A NEW-VIEW is the one message a node relays for another: it arrives naming its signer.
+    let new_view =
+        Message::NewView(engine::pbft::message::NewView { view: 1, view_changes: vec![], pre_prepares: vec![] });
+    let relayed = SignedMessage::sign(&c.chain_id, 1, new_view, &c.keys[1]);
+    assert!(a.send(1, &relayed));
+    let got = tokio::time::timeout(WAIT, b_inbound.recv()).await.unwrap().unwrap();
+    assert_eq!((got.from, got.via), (1, 0));
+    assert_eq!(got.message, relayed);
     // One bad message does not cost the connection.
     assert!(a.send(1, &good));
     let got = tokio::time::timeout(WAIT, b_inbound.recv()).await.unwrap().unwrap();
