@@ -51,8 +51,8 @@ fn seeds_1045_to_1090_with_7_validators() {
 
 #[test]
 fn stress_seeds_with_4_and_7_validators() {
-    run_configs(5000..5030, 4, sim::Config::stress);
-    run_configs(7000..7010, 7, sim::Config::stress);
+    run_configs(5000..5024, 4, sim::Config::stress);
+    run_configs(7000..7006, 7, sim::Config::stress);
 }
 
 #[test]

@@ -1069,7 +1069,7 @@ impl<S: Storage> Replica<S> {
         let Some(acc) = slot.accepted.as_ref().filter(|a| a.view == view) else {
             return Ok(false);
         };
-        if !slot.my_commit.as_ref().and_then(vote_of).is_some_and(|v| v.view == view) {
+        if slot.my_commit.as_ref().and_then(vote_of).is_none_or(|v| v.view != view) {
             return Ok(false);
         }
         let votes: Vec<(ReplicaId, crate::crypto::Signature)> = slot
