@@ -28,7 +28,7 @@ use std::fmt;
 pub const START_MS: u64 = 1_700_000_000_000;
 
 /// One simulation's setup. [`Config::for_seed`] derives a fault mix from the seed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The seed of every random decision.
     pub seed: u64,
@@ -65,7 +65,37 @@ pub struct Config {
 impl Config {
     /// A fault mix drawn from the seed: drops, duplicates, delays, and per seed a partition,
     /// crashes, or a Byzantine primary (never more than f Byzantine).
+    /// One seed in eight gets the harsher mix of [`Config::stress`].
     pub fn for_seed(seed: u64, validators: usize) -> Config {
+        let mut c = Config::mild(seed, validators);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x57e5_5000);
+        if rng.gen_ratio(1, 8) {
+            c.harshen(&mut rng);
+        }
+        c
+    }
+
+    /// A harsher mix for soak runs: a longer fault phase, up to 30 % loss, long delays, and
+    /// every kind of fault at once.
+    pub fn stress(seed: u64, validators: usize) -> Config {
+        let mut c = Config::mild(seed, validators);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x57e5_5000);
+        let _ = rng.gen_ratio(1, 8);
+        c.harshen(&mut rng);
+        c
+    }
+
+    fn harshen(&mut self, rng: &mut ChaCha8Rng) {
+        self.fault_ms = 8_000;
+        self.liveness_ms = 30_000;
+        self.drop_per_mille = rng.gen_range(0..=300);
+        self.duplicate_per_mille = rng.gen_range(0..=100);
+        self.delay_ms_max = rng.gen_range(2..=300);
+        self.partition = true;
+        self.crashes = rng.gen_range(0..=self.validators.saturating_sub(1) / 3 + 1);
+    }
+
+    fn mild(seed: u64, validators: usize) -> Config {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0f1_9000_0000);
         let f = validators.saturating_sub(1) / 3;
         let byzantine = f >= 1 && rng.gen_ratio(1, 3);
@@ -86,23 +116,6 @@ impl Config {
             params: ChainParams { checkpoint_interval: 4, watermark_window: 8, block_txs_max: 32 },
             view_change_timeout_ms: 400,
         }
-    }
-}
-
-impl Config {
-    /// A harsher mix for soak runs: a longer fault phase, up to 30 % loss, long delays, and
-    /// every kind of fault at once.
-    pub fn stress(seed: u64, validators: usize) -> Config {
-        let mut c = Config::for_seed(seed, validators);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x57e5_5000);
-        c.fault_ms = 8_000;
-        c.liveness_ms = 30_000;
-        c.drop_per_mille = rng.gen_range(0..=300);
-        c.duplicate_per_mille = rng.gen_range(0..=100);
-        c.delay_ms_max = rng.gen_range(2..=300);
-        c.partition = true;
-        c.crashes = rng.gen_range(0..=validators.saturating_sub(1) / 3 + 1);
-        c
     }
 }
 
@@ -152,14 +165,16 @@ pub struct Failure {
     pub at_ms: u64,
     /// What went wrong.
     pub reason: String,
+    /// How to replay the run.
+    pub replay: String,
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "simulation with seed {} and {} validators failed at t = {} ms: {}\n  replay: medchain sim --seed {} --validators {}",
-            self.seed, self.validators, self.at_ms, self.reason, self.seed, self.validators
+            "simulation with seed {} and {} validators failed at t = {} ms: {}\n  replay: {}",
+            self.seed, self.validators, self.at_ms, self.reason, self.replay
         )
     }
 }
@@ -182,8 +197,23 @@ pub fn run_with(config: &Config) -> Result<Summary, Failure> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(Failure { seed: config.seed, validators: config.validators, at_ms: 0, reason: format!("panic: {msg}") })
+            Err(Failure {
+                seed: config.seed,
+                validators: config.validators,
+                at_ms: 0,
+                reason: format!("panic: {msg}"),
+                replay: replay_command(config),
+            })
         }
+    }
+}
+
+/// The command that replays `config`: the CLI for the seed's own mix, else the config itself.
+pub fn replay_command(config: &Config) -> String {
+    if *config == Config::for_seed(config.seed, config.validators) {
+        format!("medchain sim --seed {} --validators {}", config.seed, config.validators)
+    } else {
+        format!("sim::run_with(&{config:?})")
     }
 }
 
@@ -287,6 +317,7 @@ impl Sim {
                 validators: n,
                 at_ms: 0,
                 reason: format!("replica {i} does not open: {e}"),
+                replay: replay_command(&cfg),
             })?;
             nodes.push(Node { replica: Some(replica), parked: None, config });
         }
@@ -322,6 +353,7 @@ impl Sim {
             validators: self.cfg.validators,
             at_ms: self.now - START_MS,
             reason: reason.into(),
+            replay: replay_command(&self.cfg),
         }
     }
 
