@@ -271,6 +271,8 @@ struct Sim {
     byzantine: Option<usize>,
     verified: HashSet<Digest>,
     committed: BTreeMap<u64, Digest>,
+    /// What each honest replica signed: (replica, kind, view, seq) -> digest.
+    signed: BTreeMap<(usize, u8, u64, u64), Digest>,
     clients: Vec<Client>,
     next_tx_at: u64,
     delivered: u64,
@@ -296,7 +298,9 @@ impl Sim {
         let honest: Vec<usize> = (0..n).filter(|i| Some(*i) != byzantine).collect();
         let mut crash_plan = Vec::new();
         for _ in 0..cfg.crashes.min(honest.len()) {
-            let node = honest[rng.gen_range(0..honest.len())];
+            // Half the crashes hit the first primary, whose restart must not re-propose.
+            let node =
+                if byzantine.is_none() && rng.gen_bool(0.5) { 0 } else { honest[rng.gen_range(0..honest.len())] };
             let at = START_MS + rng.gen_range(0..cfg.fault_ms * 2 / 3);
             let back = (at + rng.gen_range(100..=1_500)).min(heal_at);
             crash_plan.push((node, at, back));
@@ -337,6 +341,7 @@ impl Sim {
             byzantine,
             verified: HashSet::new(),
             committed: BTreeMap::new(),
+            signed: BTreeMap::new(),
             clients,
             next_tx_at: START_MS,
             delivered: 0,
@@ -565,11 +570,15 @@ impl Sim {
         for action in actions {
             match action {
                 Action::Send { to, message } => {
+                    self.check_equivocation(i, &message)?;
                     if (to as usize) < self.nodes.len() && to as usize != i {
                         self.transmit(i, to as usize, message);
                     }
                 }
-                Action::Broadcast { message } => self.broadcast(i, message),
+                Action::Broadcast { message } => {
+                    self.check_equivocation(i, &message)?;
+                    self.broadcast(i, message)
+                }
                 Action::Committed { block, .. } => self.on_committed(i, &block)?,
                 Action::Refused { .. } => {}
                 Action::Dropped { reason, .. } => {
@@ -582,6 +591,26 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// No honest replica signs two different things for one (kind, view, seq), across crashes.
+    fn check_equivocation(&mut self, i: usize, m: &SignedMessage) -> Result<(), Failure> {
+        if !self.honest(i) {
+            return Ok(());
+        }
+        let (kind, view, seq, digest) = match &m.message {
+            Message::PrePrepare(pp) => (0u8, pp.view, pp.seq, pp.block.hash()),
+            Message::Prepare(v) => (1, v.view, v.seq, v.digest),
+            Message::Commit(v) => (2, v.view, v.seq, v.digest),
+            _ => return Ok(()),
+        };
+        match self.signed.insert((i, kind, view, seq), digest) {
+            Some(old) if old != digest => Err(self.fail(format!(
+                "equivocation: replica {i} signed two different {} for view {view} seq {seq}",
+                m.message.kind()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn broadcast(&mut self, i: usize, message: SignedMessage) {
