@@ -101,9 +101,6 @@ impl Net {
         let mut budget = 100_000;
         while let Some((from, to, m)) = self.queue.pop_front() {
             budget -= 1;
-            if budget < 20 {
-                eprintln!("{from} -> {to}: {:?}", m.message.kind());
-            }
             assert!(budget > 0, "the network does not quiesce");
             if self.cut.contains(&from) || self.cut.contains(&to) || self.reps[to].is_none() {
                 continue;
@@ -310,7 +307,6 @@ fn a_silent_primary_is_replaced_by_a_view_change() {
     for _ in 0..8 {
         net.tick(TIMEOUT_MS / 4);
     }
-    eprintln!("{:?} {:?}", net.rep(0).status(), net.dropped.iter().filter(|(i, _)| *i == 0).collect::<Vec<_>>());
     assert_eq!(net.heights(), vec![3; 4]);
     assert_eq!(net.rep(0).status().view, 1);
 }
@@ -508,4 +504,42 @@ fn new_view_re_proposes_the_prepared_chain_and_cuts_at_a_gap() {
     let mut weak = proof(&b1);
     weak.prepares.pop();
     assert!(rules::check_view_change(&vc(vec![weak]), &g).is_err());
+}
+
+#[test]
+fn signature_checks_cover_nested_messages_and_refuse_wrong_kinds() {
+    let (g, ca) = genesis(4, 0);
+    let b1 = block(&g, 1, 0, g.hash(), 0, vec![enroll(&g, &ca, 1)]);
+    let digest = b1.hash();
+    let prepare = |r: u16| signed(&g, r, Message::Prepare(Vote { view: 0, seq: 1, digest }));
+    let proof = super::message::PreparedProof {
+        pre_prepare: pre_prepare(&g, 0, 1, b1),
+        prepares: vec![prepare(1), prepare(2)],
+    };
+    let vc = super::message::ViewChange {
+        new_view: 1,
+        checkpoint: StableCheckpoint::genesis(&g).checkpoint,
+        checkpoint_proof: vec![],
+        prepared: vec![proof],
+    };
+    let m = signed(&g, 3, Message::ViewChange(vc.clone()));
+    let checks = signature_checks(&m, &g).unwrap();
+    // The envelope, the nested pre-prepare, the transaction it carries, two prepares.
+    assert_eq!(checks.len(), 5);
+    assert!(checks.iter().all(|c| crypto::verify_raw(&c.key, &c.sig, &c.msg)));
+    // A tampered nested prepare is among the checks and fails.
+    let mut forged = vc.clone();
+    forged.prepared[0].prepares[1].signature = forged.prepared[0].prepares[0].signature;
+    let checks = signature_checks(&signed(&g, 3, Message::ViewChange(forged)), &g).unwrap();
+    assert_eq!(checks.iter().filter(|c| !crypto::verify_raw(&c.key, &c.sig, &c.msg)).count(), 1);
+    // A prepare where a checkpoint belongs is refused outright.
+    let mut wrong = vc.clone();
+    wrong.checkpoint_proof = vec![prepare(1)];
+    assert_eq!(
+        signature_checks(&signed(&g, 3, Message::ViewChange(wrong)), &g),
+        Err(MessageError::UnexpectedNested { got: "prepare", expected: "checkpoint" })
+    );
+    // A NEW-VIEW's view changes are checked recursively.
+    let nv = super::message::NewView { view: 1, view_changes: vec![m.clone(), m], pre_prepares: vec![] };
+    assert_eq!(signature_checks(&signed(&g, 1, Message::NewView(nv)), &g).unwrap().len(), 1 + 2 * 5);
 }
