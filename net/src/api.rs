@@ -6,7 +6,7 @@
 //! decoded strictly, checked statelessly and signature-verified in one batch before the replica
 //! sees them; nothing a client sends can panic the node.
 
-use crate::driver::{tx_error_code, verify_checks, DriverInput, Tracked};
+use crate::driver::{tx_error_code, DriverInput, Tracked};
 use crate::limits::{HTTP_BATCH_TXS_MAX, HTTP_BODY_BYTES_MAX};
 use crate::node::{NodeShared, Role};
 use axum::body::Bytes;
@@ -148,14 +148,14 @@ async fn submit(node: &Arc<NodeShared>, items: Vec<Result<Transaction, ApiError>
     }
     // Every signature of every transaction in one verify_batch call, off the async threads.
     let chain_id = node.genesis.chain_id().clone();
-    let (verifier, metrics) = (node.verifier.clone(), node.metrics.clone());
+    let verification = node.verification.clone();
     let verified = tokio::task::spawn_blocking(move || {
         let checks: Vec<Vec<_>> = items
             .iter()
             .map(|r| r.as_ref().map(|tx| engine::state::signature_checks(tx, &chain_id)).unwrap_or_default())
             .collect();
         let flat: Vec<_> = checks.iter().flatten().cloned().collect();
-        let verdicts = verify_checks(&*verifier, &flat, &metrics);
+        let verdicts = verification.verify(&flat);
         let mut at = 0;
         items
             .into_iter()

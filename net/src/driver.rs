@@ -12,13 +12,13 @@ pub use crate::core::CoreStatus;
 use crate::limits::{PENDING_TXS_TRACKED_MAX, REFUSED_TXS_REMEMBERED_MAX, VERIFY_BATCH_MESSAGES_MAX};
 use crate::metrics::Metrics;
 use crate::transport::{Inbound, Transport};
+use crate::verify::Verification;
 use engine::crypto::SigningKey;
 use engine::genesis::Genesis;
-use engine::pbft::message::{Message, NodeId, SignatureCheck, SignedMessage, StateResponse};
+use engine::pbft::message::{Message, NodeId, SignedMessage, StateResponse};
 use engine::pbft::{Action, Event, MessageError};
 use engine::state::TxError;
 use engine::tx::{Transaction, TxId};
-use engine::verifier::{BatchVerifier, CpuVerifier, VerifyItem};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -173,38 +173,11 @@ pub fn message_error_label(e: &MessageError) -> &'static str {
     }
 }
 
-/// Verifies signature checks through `verifier`, falling back to the CPU reference if it fails
-/// as a whole. One verdict per check.
-pub fn verify_checks(verifier: &dyn BatchVerifier, checks: &[SignatureCheck], metrics: &Metrics) -> Vec<bool> {
-    if checks.is_empty() {
-        return Vec::new();
-    }
-    let items: Vec<VerifyItem<'_>> =
-        checks.iter().map(|c| VerifyItem { msg: &c.msg, key: &c.key, sig: &c.sig }).collect();
-    metrics.observe_verify_batch(items.len());
-    match verifier.verify_batch(&items) {
-        Ok(v) if v.len() == items.len() => v,
-        Ok(v) => {
-            error!(verifier = %verifier.name(), got = v.len(), want = items.len(), "verifier returned the wrong number of verdicts; using the CPU");
-            cpu_verdicts(&items)
-        }
-        Err(e) => {
-            warn!(error = %e, "batch verifier failed; using the CPU");
-            cpu_verdicts(&items)
-        }
-    }
-}
-
-fn cpu_verdicts(items: &[VerifyItem<'_>]) -> Vec<bool> {
-    // The CPU verifier never fails as a whole; an error here would be a bug in it.
-    CpuVerifier::new().verify_batch(items).unwrap_or_else(|_| vec![false; items.len()])
-}
-
 /// Splits a batch of peer messages into those whose every signature verifies and those to drop.
 fn check_messages(
     batch: Vec<Inbound>,
     genesis: &Genesis,
-    verifier: &dyn BatchVerifier,
+    verification: &Verification,
     metrics: &Metrics,
 ) -> Vec<SignedMessage> {
     let mut checks = Vec::new();
@@ -223,7 +196,7 @@ fn check_messages(
             }
         }
     }
-    let verdicts = verify_checks(verifier, &checks, metrics);
+    let verdicts = verification.verify(&checks);
     let mut good = Vec::with_capacity(candidates.len());
     for (message, span) in candidates.into_iter().zip(spans) {
         if verdicts[span].iter().all(|ok| *ok) {
@@ -241,7 +214,7 @@ pub(crate) async fn verify_inbound(
     mut inbound: mpsc::Receiver<Inbound>,
     driver: mpsc::Sender<DriverInput>,
     genesis: Arc<Genesis>,
-    verifier: Arc<dyn BatchVerifier>,
+    verification: Arc<Verification>,
     metrics: Arc<Metrics>,
 ) {
     while let Some(first) = inbound.recv().await {
@@ -252,8 +225,8 @@ pub(crate) async fn verify_inbound(
                 Err(_) => break,
             }
         }
-        let (g, v, m) = (genesis.clone(), verifier.clone(), metrics.clone());
-        let good = match tokio::task::spawn_blocking(move || check_messages(batch, &g, &*v, &m)).await {
+        let (g, v, m) = (genesis.clone(), verification.clone(), metrics.clone());
+        let good = match tokio::task::spawn_blocking(move || check_messages(batch, &g, &v, &m)).await {
             Ok(good) => good,
             Err(e) => {
                 error!(error = %e, "signature check task failed");

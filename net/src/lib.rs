@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod node;
 pub mod tls;
 pub mod transport;
+pub mod verify;
 
 pub use node::{Node, NodeConfig, NodeError, NodeHandle, NodeOptions, PeerConfig};

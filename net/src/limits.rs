@@ -12,6 +12,8 @@ pub const INBOUND_QUEUE_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub const INBOUND_QUEUE_MESSAGES_MAX: usize = 4096;
 /// Most messages whose signatures are checked in one `verify_batch` call.
 pub const VERIFY_BATCH_MESSAGES_MAX: usize = 512;
+/// Valid signatures remembered so they are not verified again (32 bytes each, plus overhead).
+pub const VERIFIED_SIGNATURES_CACHED_MAX: usize = 1 << 18;
 /// Inputs (verified messages, client transactions, ticks, queries) waiting for the driver.
 pub const DRIVER_QUEUE_INPUTS_MAX: usize = 1024;
 /// Malformed or oversize messages tolerated on one connection before it is closed.

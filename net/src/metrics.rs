@@ -68,6 +68,8 @@ pub struct Metrics {
     pub connections_established: AtomicU64,
     /// Peers currently connected.
     pub peers_connected: AtomicU64,
+    /// Signature checks answered from the cache of valid signatures.
+    pub verify_cache_hits: AtomicU64,
     /// Longest single replica step (one event handled), in milliseconds.
     pub driver_step_ms_max: AtomicU64,
     /// Replica steps that took longer than the slow-step threshold.
@@ -161,6 +163,12 @@ impl Metrics {
             get(&self.connections_established),
         );
         gauge(&mut out, "medchain_peers_connected", "Peers currently connected.", get(&self.peers_connected));
+        counter(
+            &mut out,
+            "medchain_verify_cache_hits_total",
+            "Signature checks answered from the cache of valid signatures.",
+            get(&self.verify_cache_hits),
+        );
         gauge(
             &mut out,
             "medchain_driver_step_ms_max",

@@ -267,7 +267,7 @@ pub(crate) struct NodeShared {
     pub metrics: Arc<Metrics>,
     pub tracker: Arc<driver::TxTracker>,
     pub status: Arc<RwLock<CoreStatus>>,
-    pub verifier: Arc<dyn BatchVerifier>,
+    pub verification: Arc<crate::verify::Verification>,
 }
 
 impl NodeShared {
@@ -376,6 +376,7 @@ impl Node {
         let p2p_addr =
             transport.local_addr().map_err(|source| TransportError::Bind { addr: config.p2p_listen, source })?;
 
+        let verification = Arc::new(crate::verify::Verification::new(options.verifier.clone(), metrics.clone()));
         let (driver_tx, driver_rx) = mpsc::channel(DRIVER_QUEUE_INPUTS_MAX);
         let shared = Arc::new(NodeShared {
             name: config.name.clone(),
@@ -387,7 +388,7 @@ impl Node {
             metrics: metrics.clone(),
             tracker: Arc::new(driver::TxTracker::default()),
             status: status.clone(),
-            verifier: options.verifier.clone(),
+            verification: verification.clone(),
         });
 
         let driver_ctx = driver::DriverContext {
@@ -410,7 +411,7 @@ impl Node {
 
         let tasks = vec![
             tokio::spawn(
-                driver::verify_inbound(inbound_rx, driver_tx.clone(), genesis, options.verifier, metrics)
+                driver::verify_inbound(inbound_rx, driver_tx.clone(), genesis, verification, metrics)
                     .instrument(span.clone()),
             ),
             tokio::spawn(tick(driver_tx).instrument(span.clone())),
