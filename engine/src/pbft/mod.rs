@@ -5,6 +5,12 @@
 //! replica answers with actions for the driver to carry out. Storage is the one side effect it
 //! performs itself, synchronously, so that a vote is durable before the action that sends it is
 //! returned, and a committed block is durable before `Action::Committed` is returned.
+//!
+//! - [`Replica`]: the state machine (normal case, checkpoints, view change, state transfer).
+//! - [`rules`]: the pure rules: [`signature_checks`] for the driver, block and proof shapes, and
+//!   the NEW-VIEW computation that the new primary makes and every backup repeats.
+//! - [`Follower`]: what an auditor node runs: pulls certified blocks, never votes.
+//! - [`MessageError`]: why a message was dropped (`Action::Dropped`), one variant per cause.
 
 mod chain;
 mod error;
