@@ -20,14 +20,15 @@ use crate::limits::{
 use crate::metrics::Metrics;
 use crate::tls::{ed25519_key_of, TlsError, TlsIdentity};
 use bytes::Bytes;
+use engine::codec::{sha256, Digest};
 use engine::genesis::Genesis;
 use engine::limits::MESSAGE_BYTES_MAX;
 use engine::pbft::message::{NodeId, SignedMessage};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, VarInt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -113,11 +114,20 @@ struct Peer {
     addr: Option<SocketAddr>,
     /// Whether this side dials (otherwise it waits to be dialed).
     dials: bool,
-    queue: mpsc::Sender<Bytes>,
-    /// Bytes waiting in `queue`.
-    queued_bytes: AtomicUsize,
+    queue: mpsc::Sender<(Digest, Bytes)>,
+    /// What waits in `queue`.
+    queued: parking_lot::Mutex<Queued>,
     conn: watch::Sender<Option<Connection>>,
     connected: AtomicBool,
+}
+
+/// The messages waiting for one peer: their total size, and their digests so that a message
+/// already waiting (a retransmission the peer has not even received the first copy of) is not
+/// queued twice.
+#[derive(Default)]
+struct Queued {
+    bytes: usize,
+    digests: HashSet<Digest>,
 }
 
 struct Shared {
@@ -200,7 +210,7 @@ impl Transport {
                 addr,
                 dials,
                 queue,
-                queued_bytes: AtomicUsize::new(0),
+                queued: parking_lot::Mutex::new(Queued::default()),
                 conn: watch::channel(None).0,
                 connected: AtomicBool::new(false),
             });
@@ -230,21 +240,34 @@ impl Transport {
     /// Queues `bytes` (a canonical [`SignedMessage`]) for node `to`. Never waits: returns false
     /// (and counts the drop) when the node is unknown or its queue is full.
     pub fn send_bytes(&self, to: NodeId, bytes: Bytes) -> bool {
+        let digest = sha256(&bytes);
+        self.enqueue(to, digest, bytes)
+    }
+
+    fn enqueue(&self, to: NodeId, digest: Digest, bytes: Bytes) -> bool {
+        let metrics = &self.shared.metrics;
         let Some(peer) = self.shared.peers.get(&to) else {
-            self.shared.metrics.messages_send_dropped.inc("unknown_peer");
+            metrics.messages_send_dropped.inc("unknown_peer");
             return false;
         };
         let len = bytes.len();
-        if peer.queued_bytes.load(Ordering::Relaxed) + len > PEER_QUEUE_BYTES_MAX {
-            self.shared.metrics.messages_send_dropped.inc("queue_full");
+        let mut queued = peer.queued.lock();
+        if queued.digests.contains(&digest) {
+            metrics.messages_send_dropped.inc("already_queued");
+            return true;
+        }
+        if queued.bytes + len > PEER_QUEUE_BYTES_MAX {
+            metrics.messages_send_dropped.inc("queue_full");
             return false;
         }
-        peer.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        match peer.queue.try_send(bytes) {
-            Ok(()) => true,
+        match peer.queue.try_send((digest, bytes)) {
+            Ok(()) => {
+                queued.bytes += len;
+                queued.digests.insert(digest);
+                true
+            }
             Err(e) => {
-                peer.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                self.shared.metrics.messages_send_dropped.inc(match e {
+                metrics.messages_send_dropped.inc(match e {
                     mpsc::error::TrySendError::Full(_) => "queue_full",
                     mpsc::error::TrySendError::Closed(_) => "shutdown",
                 });
@@ -261,9 +284,10 @@ impl Transport {
     /// Queues `message` for every other validator.
     pub fn broadcast_validators(&self, message: &SignedMessage) {
         let bytes = Bytes::from(message.encode());
+        let digest = sha256(&bytes);
         for id in 0..self.shared.genesis.body.validators.len() as NodeId {
             if id != self.shared.me {
-                self.send_bytes(id, bytes.clone());
+                self.enqueue(id, digest, bytes.clone());
             }
         }
     }
@@ -443,7 +467,7 @@ fn set_connected(shared: &Shared, peer: &Peer, up: bool) {
 }
 
 /// Carries a peer's outbound queue to whatever connection it currently has.
-async fn peer_writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Receiver<Bytes>) {
+async fn peer_writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Receiver<(Digest, Bytes)>) {
     let mut conn_rx = peer.conn.subscribe();
     loop {
         let conn = connection_for(&shared, &peer, &mut conn_rx).await;
@@ -451,8 +475,12 @@ async fn peer_writer(shared: Arc<Shared>, peer: Arc<Peer>, mut queue: mpsc::Rece
         loop {
             tokio::select! {
                 next = queue.recv() => {
-                    let Some(bytes) = next else { return };
-                    peer.queued_bytes.fetch_sub(bytes.len(), Ordering::Relaxed);
+                    let Some((digest, bytes)) = next else { return };
+                    {
+                        let mut queued = peer.queued.lock();
+                        queued.bytes -= bytes.len();
+                        queued.digests.remove(&digest);
+                    }
                     match send_one(&conn, &bytes).await {
                         Ok(()) => { shared.metrics.messages_sent.fetch_add(1, Ordering::Relaxed); }
                         Err(e) if conn.close_reason().is_some() => {

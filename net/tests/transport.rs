@@ -168,8 +168,9 @@ async fn a_peer_sending_garbage_is_disconnected_and_the_link_recovers() {
     eventually(WAIT, "node0 and node1 to connect", || async { a.is_connected(1) && b.is_connected(0) }).await;
 
     let strikes = net::limits::CONNECTION_MALFORMED_MESSAGES_MAX as usize + 1;
-    for _ in 0..strikes {
-        assert!(a.send_bytes(1, bytes::Bytes::from_static(b"\xff\xff\xff")));
+    for i in 0..strikes {
+        // Distinct garbage: identical messages waiting in a queue are sent once.
+        assert!(a.send_bytes(1, bytes::Bytes::from(vec![0xff, 0xff, 0xff, i as u8])));
     }
     eventually(WAIT, "node1 to cut the misbehaving link", || async {
         b_metrics.connections_refused.get("misbehaving") == 1
@@ -214,4 +215,21 @@ async fn an_oversize_message_is_dropped_and_the_connection_kept() {
     assert_eq!(a_metrics.connections_established.load(std::sync::atomic::Ordering::Relaxed), 1);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_already_waiting_for_a_peer_is_not_queued_twice() {
+    let c = Consortium::new(2, 0);
+    // Node 1 is not running: everything for it waits in the queue.
+    let peers = HashMap::from([(1u16, "127.0.0.1:9".parse().unwrap())]);
+    let (a, _inbound, metrics) = start(&c, 0, peers);
+    let m = SignedMessage::sign(&c.chain_id, 0, Message::StateRequest(StateRequest { from: 1, to: 2 }), &c.keys[0]);
+    for _ in 0..5 {
+        assert!(a.send(1, &m));
+    }
+    assert_eq!(metrics.messages_send_dropped.get("already_queued"), 4);
+    let other = SignedMessage::sign(&c.chain_id, 0, Message::StateRequest(StateRequest { from: 2, to: 3 }), &c.keys[0]);
+    assert!(a.send(1, &other));
+    assert_eq!(metrics.messages_send_dropped.get("already_queued"), 4);
+    a.shutdown().await;
 }
