@@ -21,6 +21,7 @@ use super::rules::{self, NewViewPlan, StableCheckpoint, TIMESTAMP_AHEAD_MS_MAX};
 use super::{Action, Event, ReplicaConfig, ReplicaStatus};
 use crate::block::{Block, BlockHeader, CommitCertificate, CommittedBlock};
 use crate::codec::{self, Digest};
+use crate::crypto::PublicKey;
 use crate::limits::MESSAGE_BYTES_MAX;
 use crate::state::{State, TxError};
 use crate::storage::{Storage, StorageError};
@@ -130,30 +131,130 @@ struct PoolTx {
 }
 
 /// The bounded pool of client transactions, in arrival order, deduplicated by id.
+///
+/// Every operation the replica does per event costs O(batch + log n), never O(pool): the
+/// unproposed transactions have their own arrival-order index (the primary takes its next batch
+/// from its front), and committed, superseded or expired transactions leave by id, by sender or by
+/// expiry height. Only a view change (when `proposed` resets) walks the whole pool.
 #[derive(Clone, Debug, Default)]
 struct Pool {
     by_id: BTreeMap<TxId, PoolTx>,
+    /// Every pooled transaction, by arrival.
     order: BTreeMap<u64, TxId>,
+    /// The pooled transactions not `proposed`, by arrival.
+    unproposed: BTreeMap<u64, TxId>,
+    /// By (sender, nonce): those a committed nonce supersedes leave in one range.
+    by_sender: BTreeSet<(PublicKey, u64, TxId)>,
+    /// By expiry height: those that expire leave from the front.
+    by_expiry: BTreeSet<(u64, TxId)>,
     next_arrival: u64,
+    /// Pool entries the replica has looked at (tests check the cost of proposing).
+    #[cfg(test)]
+    visits: u64,
 }
 
 impl Pool {
     fn insert(&mut self, id: TxId, tx: Transaction, now_ms: u64) {
+        assert!(!self.by_id.contains_key(&id), "the pool is deduplicated by id");
         let arrival = self.next_arrival;
         self.next_arrival += 1;
         self.order.insert(arrival, id);
+        self.unproposed.insert(arrival, id);
+        self.by_sender.insert((tx.body.sender, tx.body.nonce, id));
+        self.by_expiry.insert((tx.body.expiry_height, id));
         self.by_id.insert(id, PoolTx { tx, arrival, arrived_ms: now_ms, proposed: false, forwarded_ms: None });
     }
     fn remove(&mut self, id: &TxId) {
         if let Some(p) = self.by_id.remove(id) {
             self.order.remove(&p.arrival);
+            self.unproposed.remove(&p.arrival);
+            self.by_sender.remove(&(p.tx.body.sender, p.tx.body.nonce, *id));
+            self.by_expiry.remove(&(p.tx.body.expiry_height, *id));
         }
     }
     fn len(&self) -> usize {
         self.by_id.len()
     }
-    fn ids_in_order(&self) -> Vec<TxId> {
-        self.order.values().copied().collect()
+    fn unproposed_len(&self) -> usize {
+        self.unproposed.len()
+    }
+    /// The oldest pooled transaction.
+    fn oldest(&self) -> Option<&PoolTx> {
+        self.order.values().next().and_then(|id| self.by_id.get(id))
+    }
+    /// The oldest unproposed transaction.
+    fn oldest_unproposed(&self) -> Option<&PoolTx> {
+        self.unproposed.values().next().and_then(|id| self.by_id.get(id))
+    }
+    /// Takes up to `limit` unproposed transactions, oldest first, and marks them proposed.
+    fn take_unproposed(&mut self, limit: usize) -> Vec<Transaction> {
+        let mut txs = Vec::with_capacity(limit.min(self.unproposed.len()));
+        while txs.len() < limit {
+            let Some((_, id)) = self.unproposed.pop_first() else { break };
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+            if let Some(p) = self.by_id.get_mut(&id) {
+                p.proposed = true;
+                txs.push(p.tx.clone());
+            }
+        }
+        txs
+    }
+    /// After a view change: only the transactions in `in_plan` count as proposed.
+    fn reset_proposed(&mut self, in_plan: &BTreeSet<TxId>) {
+        self.unproposed.clear();
+        for (id, p) in self.by_id.iter_mut() {
+            p.proposed = in_plan.contains(id);
+            p.forwarded_ms = None;
+            if !p.proposed {
+                self.unproposed.insert(p.arrival, *id);
+            }
+        }
+    }
+    /// Up to `limit` transactions not forwarded in the last `every_ms`, oldest first, marked as
+    /// forwarded now. Stops at a full batch.
+    fn take_forwardable(&mut self, limit: usize, now_ms: u64, every_ms: u64) -> Vec<Transaction> {
+        let mut batch = Vec::new();
+        for id in self.order.values() {
+            if batch.len() >= limit {
+                break;
+            }
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+            if let Some(p) = self.by_id.get_mut(id) {
+                if p.forwarded_ms.is_none_or(|t| now_ms >= t + every_ms) {
+                    p.forwarded_ms = Some(now_ms);
+                    batch.push(p.tx.clone());
+                }
+            }
+        }
+        batch
+    }
+    /// Removes the transactions of `sender` whose nonce is at most `nonce`.
+    fn remove_superseded(&mut self, sender: PublicKey, nonce: u64) {
+        let lo = (sender, 0, Digest::ZERO);
+        let gone: Vec<TxId> = self
+            .by_sender
+            .range(lo..)
+            .take_while(|(s, n, _)| *s == sender && *n <= nonce)
+            .map(|(_, _, id)| *id)
+            .collect();
+        for id in gone {
+            self.remove(&id);
+        }
+    }
+    /// Removes the transactions that expire at or below `height`.
+    fn remove_expired(&mut self, height: u64) {
+        while let Some(&(expiry, id)) = self.by_expiry.first() {
+            if expiry > height {
+                return;
+            }
+            self.remove(&id);
+        }
     }
 }
 
@@ -440,6 +541,12 @@ impl<S: Storage> Replica<S> {
         self.slots.len()
     }
 
+    /// Pool entries looked at so far (for tests of the cost of proposing and forwarding).
+    #[cfg(test)]
+    pub(crate) fn pool_visits(&self) -> u64 {
+        self.pool.visits
+    }
+
     // ---- helpers ----
 
     fn primary(&self, view: u64) -> ReplicaId {
@@ -540,7 +647,7 @@ impl<S: Storage> Replica<S> {
         let height = self.height();
         let in_flight = self.slots.range(height + 1..).any(|(_, s)| s.accepted.is_some() || s.waiting.is_some());
         let slots = in_flight.then_some(self.last_progress_ms);
-        let oldest = self.pool.order.values().next().and_then(|id| self.pool.by_id.get(id)).map(|p| p.arrived_ms);
+        let oldest = self.pool.oldest().map(|p| p.arrived_ms);
         let pool = oldest.map(|t| t.max(self.pool_progress_ms));
         match (slots, pool) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -776,18 +883,7 @@ impl<S: Storage> Replica<S> {
         }
         let (now, every) = (self.now_ms, self.retransmit_ms());
         let limit = self.cfg.genesis.body.params.block_txs_max as usize;
-        let mut batch = Vec::new();
-        for id in self.pool.ids_in_order() {
-            if batch.len() >= limit {
-                break;
-            }
-            if let Some(p) = self.pool.by_id.get_mut(&id) {
-                if p.forwarded_ms.is_none_or(|t| now >= t + every) {
-                    p.forwarded_ms = Some(now);
-                    batch.push(p.tx.clone());
-                }
-            }
-        }
+        let batch = self.pool.take_forwardable(limit, now, every);
         if batch.is_empty() {
             return;
         }
@@ -814,31 +910,17 @@ impl<S: Storage> Replica<S> {
             let Some((prev_hash, prev_ts)) = self.link_at(seq - 1) else {
                 return Ok(());
             };
-            let mut unproposed = Vec::new();
-            for id in self.pool.ids_in_order() {
-                let Some(p) = self.pool.by_id.get(&id) else {
-                    continue;
-                };
-                if p.proposed {
-                    continue;
-                }
-                if self.state.is_committed(&id) {
-                    self.pool.remove(&id);
-                    continue;
-                }
-                unproposed.push((id, p.arrived_ms));
-            }
-            let Some(&(_, oldest_ms)) = unproposed.first() else {
+            let Some(oldest_ms) = self.pool.oldest_unproposed().map(|p| p.arrived_ms) else {
                 return Ok(());
             };
-            let ready =
-                unproposed.len() >= self.cfg.batch_txs.max(1) || self.now_ms >= oldest_ms + self.cfg.batch_delay_ms;
+            let ready = self.pool.unproposed_len() >= self.cfg.batch_txs.max(1)
+                || self.now_ms >= oldest_ms + self.cfg.batch_delay_ms;
             if !ready {
                 return Ok(());
             }
-            let ids: Vec<TxId> = unproposed.iter().take(limit).map(|(id, _)| *id).collect();
-            let txs: Vec<Transaction> =
-                ids.iter().filter_map(|id| self.pool.by_id.get(id).map(|p| p.tx.clone())).collect();
+            // Committed transactions leave the pool as their block executes, so none is taken.
+            let txs = self.pool.take_unproposed(limit);
+            debug_assert!(txs.iter().all(|tx| !self.state.is_committed(&tx.id())));
             let mut block = Block {
                 header: BlockHeader {
                     chain_id: self.cfg.genesis.chain_id().clone(),
@@ -853,11 +935,6 @@ impl<S: Storage> Replica<S> {
                 txs,
             };
             block.header.tx_root = block.compute_tx_root();
-            for id in &ids {
-                if let Some(p) = self.pool.by_id.get_mut(id) {
-                    p.proposed = true;
-                }
-            }
             let msg = self.sign(Message::PrePrepare(PrePrepare { view: self.view, seq, block }));
             self.next_seq = seq + 1;
             self.accept(seq, msg, true, out)?;
@@ -1092,6 +1169,8 @@ impl<S: Storage> Replica<S> {
     fn execute(&mut self, cb: CommittedBlock, out: &mut Vec<Action>) -> Step {
         let receipts = chain::append(&mut self.state, &mut self.storage, &cb)?;
         let height = self.height();
+        // Committed transactions leave by id; those the block's nonces supersede by sender;
+        // expired ones by height: O(block + removed), never a scan of the pool.
         for tx in &cb.block.txs {
             let id = tx.id();
             if self.pool.by_id.contains_key(&id) {
@@ -1099,19 +1178,11 @@ impl<S: Storage> Replica<S> {
                 self.pool.remove(&id);
             }
         }
-        // Drop pool transactions whose nonce the chain has used or that have expired.
-        let stale: Vec<TxId> = self
-            .pool
-            .by_id
-            .iter()
-            .filter(|(_, p)| {
-                p.tx.body.nonce <= self.state.nonce(&p.tx.body.sender) || p.tx.body.expiry_height <= height
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stale {
-            self.pool.remove(&id);
+        let senders: BTreeSet<PublicKey> = cb.block.txs.iter().map(|tx| tx.body.sender).collect();
+        for sender in senders {
+            self.pool.remove_superseded(sender, self.state.nonce(&sender));
         }
+        self.pool.remove_expired(height);
         self.executed_at_ms.insert(height, self.now_ms);
         self.last_progress_ms = self.now_ms;
         if !self.view_changing {
@@ -1500,10 +1571,7 @@ impl<S: Storage> Replica<S> {
         let end = plan.stable.checkpoint.seq + plan.blocks.len() as u64;
         self.next_seq = end.max(self.height()).max(self.low()) + 1;
         let in_plan: BTreeSet<TxId> = plan.blocks.iter().flat_map(|b| b.txs.iter().map(|t| t.id())).collect();
-        for (id, p) in self.pool.by_id.iter_mut() {
-            p.proposed = in_plan.contains(id);
-            p.forwarded_ms = None;
-        }
+        self.pool.reset_proposed(&in_plan);
         self.forward_pool(false, out);
         if !self.is_primary() {
             // Blocks committed while this replica was changing views are not re-proposed: ask

@@ -543,3 +543,69 @@ fn signature_checks_cover_nested_messages_and_refuse_wrong_kinds() {
     let nv = super::message::NewView { view: 1, view_changes: vec![m.clone(), m], pre_prepares: vec![] };
     assert_eq!(signature_checks(&signed(&g, 1, Message::NewView(nv)), &g).unwrap().len(), 1 + 2 * 5);
 }
+
+/// `count` CA enrolments with nonces from 1, sharing one signature: the replica trusts its
+/// driver to have checked signatures, and signing thousands would only slow the test.
+fn enrolments(g: &Genesis, ca: &SigningKey, count: u64) -> Vec<Transaction> {
+    let template = enroll(g, ca, 1);
+    (1..=count)
+        .map(|nonce| {
+            let mut body = enroll_body(ca, nonce);
+            body.expiry_height = template.body.expiry_height;
+            Transaction { body, signatures: template.signatures.clone() }
+        })
+        .collect()
+}
+
+fn enroll_body(ca: &SigningKey, nonce: u64) -> TxBody {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&nonce.to_le_bytes());
+    TxBody {
+        sender: ca.public(),
+        nonce,
+        expiry_height: 1_000_000,
+        payload: Payload::Enroll(Enroll { key: PublicKey(k), role: Role::Researcher, name: format!("r{nonce}") }),
+    }
+}
+
+#[test]
+fn proposing_from_a_deep_pool_looks_at_each_transaction_once() {
+    // A single validator commits alone, so one event proposes and commits the whole pool:
+    // each transaction must be looked at once, not once per proposal (that was O(pool) each).
+    let (g, ca) = genesis(1, 0);
+    let mut cfg = config(&g, 0);
+    cfg.pending_txs_max = 20_000;
+    cfg.batch_txs = 16;
+    let mut r = Replica::open(cfg, MemStorage::new()).unwrap();
+    r.handle(Event::Tick { now_ms: T0 });
+    let txs = enrolments(&g, &ca, 10_000);
+    let acts = r.handle(Event::Transactions(txs));
+    assert!(!acts.iter().any(|a| matches!(a, Action::Refused { .. } | Action::Halted { .. })));
+    let st = r.status();
+    assert_eq!((st.height, st.pending_txs), (10_000 / 16, 0));
+    assert_eq!(r.pool_visits(), 10_000);
+}
+
+#[test]
+fn a_backup_with_a_deep_pool_forwards_a_batch_per_retransmit_without_scanning_the_pool() {
+    let (g, ca) = genesis(4, 0);
+    let mut cfg = config(&g, 1);
+    cfg.pending_txs_max = 20_000;
+    let mut r = Replica::open(cfg, MemStorage::new()).unwrap();
+    r.handle(Event::Tick { now_ms: T0 });
+    r.handle(Event::Transactions(enrolments(&g, &ca, 10_000)));
+    let before = r.pool_visits();
+    let block_txs_max = u64::from(g.body.params.block_txs_max);
+    let mut forwarded = 0;
+    for i in 1..=3 {
+        let acts = r.handle(Event::Tick { now_ms: T0 + i * TIMEOUT_MS / 4 });
+        for a in acts {
+            if let Action::Broadcast { message: SignedMessage { message: Message::Forward(txs), .. } } = a {
+                forwarded += txs.len() as u64;
+            }
+        }
+    }
+    assert!(!r.status().view_changing);
+    assert_eq!(forwarded, 3 * block_txs_max, "each retransmit forwards one full batch");
+    assert_eq!(r.pool_visits() - before, 3 * block_txs_max, "and stops there");
+}
