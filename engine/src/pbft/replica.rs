@@ -682,7 +682,7 @@ impl<S: Storage> Replica<S> {
             Message::NewView(_) => self.on_new_view(from, m, out),
             Message::StateResponse(resp) => {
                 let resp = resp.clone();
-                self.on_state_response(resp, out)
+                self.on_state_response(m.from, resp, out)
             }
             Message::Forward(txs) => {
                 let txs = txs.clone();
@@ -732,7 +732,7 @@ impl<S: Storage> Replica<S> {
                 }
             }
         }
-        self.maybe_request_state(out, false);
+        self.maybe_request_state(out);
         Ok(())
     }
 
@@ -1301,17 +1301,18 @@ impl<S: Storage> Replica<S> {
         }
     }
 
-    fn maybe_request_state(&mut self, out: &mut Vec<Action>, force: bool) {
+    fn maybe_request_state(&mut self, out: &mut Vec<Action>) {
         let height = self.height();
         if self.state_target <= height || self.n < 2 {
             return;
         }
         let due = self.last_state_request_ms.is_none_or(|t| self.now_ms >= t + self.retransmit_ms());
-        if !force && !due {
+        if !due {
             return;
         }
         self.last_state_request_ms = Some(self.now_ms);
-        let to = self.state_target.min(height + STATE_CHUNK_BLOCKS_MAX);
+        // Up to a full chunk, past the target: the peer serves up to its committed head.
+        let to = height + STATE_CHUNK_BLOCKS_MAX;
         let peer = self.next_peer();
         let req = self.sign(Message::StateRequest(StateRequest { from: height + 1, to }));
         out.push(Action::Send { to: peer, message: req });
@@ -1335,7 +1336,11 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
-    fn on_state_response(&mut self, resp: StateResponse, out: &mut Vec<Action>) -> Step {
+    /// Applies the blocks of a state response. One that brought blocks is followed at once by a
+    /// request for the next chunk to the same peer, until a response brings none: the target
+    /// (a stable checkpoint) is only a floor, and an idle cluster sends nothing else that would
+    /// show a replica the blocks committed after it.
+    fn on_state_response(&mut self, from: NodeId, resp: StateResponse, out: &mut Vec<Action>) -> Step {
         let mut applied = 0usize;
         for cb in resp.blocks.into_iter().take(STATE_CHUNK_BLOCKS_MAX as usize) {
             let height = self.height();
@@ -1363,7 +1368,13 @@ impl<S: Storage> Replica<S> {
                 self.advance(out)?;
             }
             self.try_stabilize()?;
-            self.maybe_request_state(out, true);
+            if from != self.cfg.me && (from as usize) < self.n {
+                self.last_state_request_ms = Some(self.now_ms);
+                let h = self.height();
+                let req =
+                    self.sign(Message::StateRequest(StateRequest { from: h + 1, to: h + STATE_CHUNK_BLOCKS_MAX }));
+                out.push(Action::Send { to: from, message: req });
+            }
         }
         Ok(())
     }

@@ -609,3 +609,27 @@ fn a_backup_with_a_deep_pool_forwards_a_batch_per_retransmit_without_scanning_th
     assert_eq!(forwarded, 3 * block_txs_max, "each retransmit forwards one full batch");
     assert_eq!(r.pool_visits() - before, 3 * block_txs_max, "and stops there");
 }
+
+#[test]
+fn a_replica_behind_by_less_than_a_checkpoint_catches_up_in_an_idle_cluster() {
+    let mut net = Net::new(4);
+    net.tick(1);
+    net.cut.insert(3);
+    let interval = net.g.body.params.checkpoint_interval;
+    // The others commit past a checkpoint, then one block more, and fall idle.
+    for nonce in 1..=2 * interval + 1 {
+        net.submit(0, nonce);
+        net.tick(1);
+    }
+    let h = net.rep(0).status().height;
+    assert_eq!(h, 2 * interval + 1);
+    assert_eq!(net.rep(0).status().stable_checkpoint, 2 * interval);
+    net.cut.clear();
+    // Checkpoint heartbeats show replica 3 how far the others are; state transfer must then
+    // bring it to their head, not stop at the checkpoint.
+    for _ in 0..4 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    assert_eq!(net.heights(), vec![h; 4]);
+    assert_eq!(net.rep(3).status().head, net.rep(0).status().head);
+}
