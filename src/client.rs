@@ -18,15 +18,8 @@ pub struct Client {
 pub struct Status {
     /// Node name.
     pub name: String,
-    /// `validator` or `auditor`.
-    pub role: String,
     /// Committed height.
     pub height: u64,
-    /// Head block hash (hex).
-    pub head: String,
-    /// Current view (none for an auditor).
-    #[serde(default)]
-    pub view: Option<u64>,
 }
 
 /// One committed block in the commit feed.

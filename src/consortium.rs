@@ -96,11 +96,6 @@ impl Consortium {
     pub fn node_key(&self, name: &str) -> Result<SigningKey> {
         read_key(&self.node_dir(name).join("node.key"))
     }
-
-    /// The CA key.
-    pub fn ca_key(&self) -> Result<SigningKey> {
-        read_key(&self.dir.join("ca").join("ca.key"))
-    }
 }
 
 /// Reads and checks a genesis file.

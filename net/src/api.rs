@@ -146,6 +146,22 @@ async fn submit(node: &Arc<NodeShared>, items: Vec<Result<Transaction, ApiError>
         node.metrics.txs_refused.add(e.code, items.len() as u64);
         return items.into_iter().map(|_| Err(e.clone())).collect();
     }
+    // Admission control: a bounded number of submissions are verified at once; the rest wait a
+    // bounded time and are then refused as busy, so overload costs neither memory nor liveness.
+    let wait = std::time::Duration::from_millis(crate::limits::HTTP_SUBMISSION_WAIT_MS);
+    let _slot = match tokio::time::timeout(wait, node.submissions.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let busy = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the node is verifying as many submissions as it can; retry later",
+                None,
+            );
+            node.metrics.txs_refused.add(busy.code, items.len() as u64);
+            return items.into_iter().map(|_| Err(busy.clone())).collect();
+        }
+    };
     // Every signature of every transaction in one verify_batch call, off the async threads.
     let chain_id = node.genesis.chain_id().clone();
     let verification = node.verification.clone();

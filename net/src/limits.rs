@@ -36,6 +36,12 @@ pub const CONNECTION_KEEP_ALIVE_MS: u64 = 500;
 pub const TICK_INTERVAL_MS: u64 = 10;
 /// Largest HTTP request body.
 pub const HTTP_BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Submissions (single or batch) being decoded and verified at once; more wait for a slot.
+/// Without this bound an overloaded node queues every request with its body and its own
+/// verification task, and memory grows with the overload.
+pub const HTTP_SUBMISSIONS_CONCURRENT_MAX: usize = 4;
+/// How long a submission waits for a slot before the node answers 503 `busy`.
+pub const HTTP_SUBMISSION_WAIT_MS: u64 = 1_000;
 /// Most transactions in one `POST /v1/transactions/batch`.
 pub const HTTP_BATCH_TXS_MAX: usize = 4096;
 /// Refused transactions remembered for status queries (oldest forgotten first).

@@ -268,6 +268,8 @@ pub(crate) struct NodeShared {
     pub tracker: Arc<driver::TxTracker>,
     pub status: Arc<RwLock<CoreStatus>>,
     pub verification: Arc<crate::verify::Verification>,
+    /// Slots for submissions in decoding and verification (see `HTTP_SUBMISSIONS_CONCURRENT_MAX`).
+    pub submissions: Arc<tokio::sync::Semaphore>,
 }
 
 impl NodeShared {
@@ -389,6 +391,7 @@ impl Node {
             tracker: Arc::new(driver::TxTracker::default()),
             status: status.clone(),
             verification: verification.clone(),
+            submissions: Arc::new(tokio::sync::Semaphore::new(crate::limits::HTTP_SUBMISSIONS_CONCURRENT_MAX)),
         });
 
         let driver_ctx = driver::DriverContext {

@@ -175,61 +175,69 @@ pub async fn run_load(consortium: &Consortium, args: &LoadArgs) -> Result<LoadRe
     // 3. Submit on schedule; track commits from one node's commit feed.
     let submitted_at: Arc<parking_lot::Mutex<HashMap<TxId, Instant>>> = Default::default();
     let start = Instant::now();
-    let tracker = tokio::spawn(track_commits(clients[0].clone(), submitted_at.clone(), total, start));
+    let stats: Arc<parking_lot::Mutex<CommitStats>> = Default::default();
+    let mut tracker = tokio::spawn(track_commits(clients[0].clone(), submitted_at.clone(), total, start, stats.clone()));
     let bar = progress_bar(total, "submitting", args.json);
     let tick = Duration::from_millis(10);
     let per_tick = (args.rate as f64 * tick.as_secs_f64()).max(1.0);
     let mut queues: Vec<Vec<Transaction>> = vec![Vec::new(); clients.len()];
+    let slots: Vec<Arc<tokio::sync::Semaphore>> =
+        clients.iter().map(|_| Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_PER_NODE_MAX))).collect();
     let mut sent = 0u64;
     let mut refused_total = 0u64;
     let mut inflight = tokio::task::JoinSet::new();
     let mut next = signed.into_iter();
     let mut due = 0.0f64;
-    while sent < total {
+    while sent < total || queues.iter().any(|q| !q.is_empty()) {
         due += per_tick;
         while (sent as f64) < due && sent < total {
             let Some((node, tx)) = next.next() else { break };
+            // Latency is measured from when a transaction was due, so client-side backlog counts.
+            submitted_at.lock().insert(tx.id(), Instant::now());
             queues[node].push(tx);
             sent += 1;
-        }
-        let now = Instant::now();
-        {
-            let mut map = submitted_at.lock();
-            for q in &queues {
-                for tx in q {
-                    map.insert(tx.id(), now);
-                }
-            }
         }
         for (i, q) in queues.iter_mut().enumerate() {
             if q.is_empty() {
                 continue;
             }
+            // At most a few requests in flight per node: a saturated node builds its backlog
+            // here, in the client, where it is measured as latency, not inside the node.
+            let Ok(slot) = slots[i].clone().try_acquire_owned() else { continue };
             let batch = std::mem::take(q);
             let client = clients[i].clone();
-            inflight.spawn(async move { client.submit_batch(&batch).await.map(|r| r.len() as u64) });
+            inflight.spawn(async move {
+                let r = client.submit_batch(&batch).await.map(|r| r.len() as u64);
+                drop(slot);
+                r
+            });
         }
         while let Some(done) = inflight.try_join_next() {
             refused_total += done.context("submission task")??;
         }
         bar.set_position(sent);
-        let target = start + tick.mul_f64(sent as f64 / per_tick);
+        let target = (start + tick.mul_f64(sent as f64 / per_tick)).max(Instant::now() + tick / 2);
         tokio::time::sleep_until(tokio::time::Instant::from_std(target)).await;
     }
     while let Some(done) = inflight.join_next().await {
         refused_total += done.context("submission task")??;
     }
     bar.finish_and_clear();
-    let stats = tokio::time::timeout(Duration::from_secs(args.duration + args.drain), tracker)
-        .await
-        .unwrap_or_else(|_| Ok(Err(anyhow::anyhow!("commit tracker timed out"))))
-        .context("commit tracker")?;
-    let stats = match stats {
-        Ok(s) => s,
-        Err(e) => bail!("tracking commits failed: {e:#}"),
+    // Whatever has not committed by the end of the drain counts as not committed: an overloaded
+    // consortium gets a report of what it did, not an error.
+    let drained = tokio::time::timeout(Duration::from_secs(args.drain), &mut tracker).await;
+    let stats = match drained {
+        Ok(joined) => joined.context("commit tracker")??,
+        Err(_) => {
+            tracker.abort();
+            std::mem::take(&mut *stats.lock())
+        }
     };
     Ok(stats.report(sent, refused_total))
 }
+
+/// Requests in flight per node.
+const IN_FLIGHT_PER_NODE_MAX: usize = 4;
 
 /// One `AnchorRecord` of about 512 bytes, signed by the doctor and co-signed by the patient.
 fn anchor_tx(
@@ -275,6 +283,7 @@ async fn wait_committed(client: &Client, ids: &[TxId], timeout: Duration) -> Res
     Ok(())
 }
 
+#[derive(Default)]
 struct CommitStats {
     latencies_ms: Vec<f64>,
     rejected: u64,
@@ -316,9 +325,10 @@ async fn track_commits(
     submitted_at: Arc<parking_lot::Mutex<HashMap<TxId, Instant>>>,
     total: u64,
     start: Instant,
+    shared: Arc<parking_lot::Mutex<CommitStats>>,
 ) -> Result<CommitStats> {
     let mut from = client.status().await?.height + 1;
-    let mut stats = CommitStats { latencies_ms: Vec::new(), rejected: 0, first_submit: Some(start), last_commit: None };
+    shared.lock().first_submit = Some(start);
     let mut seen = 0u64;
     while seen < total {
         let feed = client.commits(from).await?;
@@ -330,6 +340,7 @@ async fn track_commits(
         for c in feed {
             from = c.height + 1;
             let mut map = submitted_at.lock();
+            let mut stats = shared.lock();
             for id in c.applied {
                 if let Some(t) = map.remove(&id) {
                     stats.latencies_ms.push(now.duration_since(t).as_secs_f64() * 1e3);
@@ -345,5 +356,5 @@ async fn track_commits(
             }
         }
     }
-    Ok(stats)
+    Ok(std::mem::take(&mut *shared.lock()))
 }

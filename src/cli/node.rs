@@ -21,13 +21,17 @@ pub fn run(args: NodeArgs) -> Result<ExitCode> {
     let config = net::NodeConfig::load(&args.config)
         .with_context(|| format!("cannot load the node configuration {}", args.config.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let handle = net::Node::start(config).await.context("the node failed to start")?;
         wait_for_signal().await;
         tracing::info!("shutting down");
         handle.shutdown().await;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // The chain is durable at every commit; a blocking task still verifying a submission must
+    // not keep the process alive.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
 
 async fn wait_for_signal() {
