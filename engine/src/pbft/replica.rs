@@ -289,6 +289,10 @@ pub struct Replica<S: Storage> {
     view_changing: bool,
     my_view_change: Option<SignedMessage>,
     new_view_msg: Option<SignedMessage>,
+    /// The NEW-VIEW of the last view this replica installed, kept while it changes views again:
+    /// backups still asking for that view get it even when every replica that installed it has
+    /// moved on (else they wait for it, and the others for them, forever).
+    installed_new_view: Option<SignedMessage>,
     stable: StableCheckpoint,
     slots: BTreeMap<u64, Slot>,
     /// The primary's next sequence number to propose.
@@ -357,6 +361,7 @@ impl<S: Storage> Replica<S> {
             view_changing: false,
             my_view_change: None,
             new_view_msg: None,
+            installed_new_view: None,
             slots: BTreeMap::new(),
             next_seq: 1,
             checkpoint_votes: BTreeMap::new(),
@@ -393,6 +398,7 @@ impl<S: Storage> Replica<S> {
                 let meta: ViewMeta = codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("view", e))?;
                 self.view = meta.view;
                 self.view_changing = meta.view_changing;
+                self.installed_new_view = meta.new_view.clone();
                 self.new_view_msg = meta.new_view;
                 if let Some(vc) = meta.view_change {
                     self.view_changes.insert(self.cfg.me, vc.clone());
@@ -472,11 +478,13 @@ impl<S: Storage> Replica<S> {
         let result = match event {
             Event::Message(m) => {
                 let from = m.from;
+                // A stale NEW-VIEW is not answered with one: two replicas could trade them.
+                let is_new_view = matches!(m.message, Message::NewView(_));
                 match self.on_message(m, &mut out) {
                     Err(Stop::Drop(reason)) => {
                         let joined = match reason {
-                            MessageError::StaleView { .. } => {
-                                self.help_stale_peer(from, &mut out);
+                            MessageError::StaleView { view, .. } if !is_new_view => {
+                                self.help_stale_peer(from, view, &mut out);
                                 Ok(())
                             }
                             MessageError::ViewAhead { view, .. } => self.note_view_ahead(from, view, &mut out),
@@ -800,12 +808,18 @@ impl<S: Storage> Replica<S> {
         }
     }
 
-    /// A peer sent a message for an older view: send it the NEW-VIEW of ours (rate-limited).
-    fn help_stale_peer(&mut self, from: NodeId, out: &mut Vec<Action>) {
-        if self.view_changing || (from as usize) >= self.n {
+    /// A peer sent a message for view `view`, older than ours (or a VIEW-CHANGE for the view
+    /// we installed): send it the NEW-VIEW of the last view we installed if that is at least
+    /// `view` (rate-limited). Also while we change views again: the peer may be waiting for that
+    /// NEW-VIEW alone, and its timer to move on may never start (see `arm_view_change_timer`).
+    fn help_stale_peer(&mut self, from: NodeId, view: u64, out: &mut Vec<Action>) {
+        if (from as usize) >= self.n || from == self.cfg.me {
             return;
         }
-        let Some(nv) = &self.new_view_msg else { return };
+        let Some(nv) = &self.installed_new_view else { return };
+        if !matches!(&nv.message, Message::NewView(b) if b.view >= view) {
+            return;
+        }
         let last = self.helped_ms.get(&from).copied();
         if last.is_some_and(|t| self.now_ms < t + self.retransmit_ms()) {
             return;
@@ -1553,6 +1567,7 @@ impl<S: Storage> Replica<S> {
         self.view_changing = false;
         self.my_view_change = None;
         self.new_view_msg = Some(nv.clone());
+        self.installed_new_view = Some(nv.clone());
         self.persist_meta()?;
         if self.is_primary() {
             out.push(Action::Broadcast { message: nv });

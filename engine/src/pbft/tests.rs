@@ -64,6 +64,8 @@ struct Net {
     queue: VecDeque<(usize, usize, SignedMessage)>,
     /// Nodes whose traffic (in and out) is lost.
     cut: BTreeSet<usize>,
+    /// Message kinds that are lost.
+    lost_kinds: BTreeSet<&'static str>,
     now: u64,
     dropped: Vec<(usize, MessageError)>,
 }
@@ -72,7 +74,16 @@ impl Net {
     fn new(n: usize) -> Net {
         let (g, ca) = genesis(n, 0);
         let reps = (0..n).map(|i| Some(Replica::open(config(&g, i as u16), MemStorage::new()).unwrap())).collect();
-        Net { g, ca, reps, queue: VecDeque::new(), cut: BTreeSet::new(), now: T0, dropped: Vec::new() }
+        Net {
+            g,
+            ca,
+            reps,
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            lost_kinds: BTreeSet::new(),
+            now: T0,
+            dropped: Vec::new(),
+        }
     }
 
     fn rep(&self, i: usize) -> &Replica<MemStorage> {
@@ -102,7 +113,8 @@ impl Net {
         while let Some((from, to, m)) = self.queue.pop_front() {
             budget -= 1;
             assert!(budget > 0, "the network does not quiesce");
-            if self.cut.contains(&from) || self.cut.contains(&to) || self.reps[to].is_none() {
+            let lost = self.lost_kinds.contains(m.message.kind());
+            if lost || self.cut.contains(&from) || self.cut.contains(&to) || self.reps[to].is_none() {
                 continue;
             }
             for c in signature_checks(&m, &self.g).unwrap() {
@@ -127,6 +139,12 @@ impl Net {
         let acts = self.handle(to, Event::Transactions(vec![tx]));
         self.deliver_all();
         acts
+    }
+
+    /// Crashes replica `i` and restarts it from its storage.
+    fn restart(&mut self, i: usize) {
+        let storage = self.reps[i].take().unwrap().into_storage();
+        self.reps[i] = Some(Replica::open(config(&self.g, i as u16), storage).unwrap());
     }
 
     fn heights(&self) -> Vec<u64> {
@@ -632,4 +650,49 @@ fn a_replica_behind_by_less_than_a_checkpoint_catches_up_in_an_idle_cluster() {
     }
     assert_eq!(net.heights(), vec![h; 4]);
     assert_eq!(net.rep(3).status().head, net.rep(0).status().head);
+}
+
+#[test]
+fn backups_still_asking_for_an_installed_view_get_its_new_view() {
+    // Replica 0 (primary of view 0) is cut off; the others move to view 1, whose primary
+    // (replica 1) installs it, but its NEW-VIEW is lost. Backups 2 and 3 restart, forgetting the
+    // view changes that armed their timers, and keep asking for view 1. Replica 1 times out in
+    // view 1 and asks for view 2 alone. Replica 1 must still answer them with the NEW-VIEW of
+    // view 1 (which it installed), or the three wait for each other forever.
+    let mut net = Net::new(4);
+    net.tick(1);
+    net.cut.insert(0);
+    net.lost_kinds.insert("new_view");
+    for (i, nonce) in [(1, 1), (2, 2), (3, 3)] {
+        net.submit(i, nonce);
+    }
+    for _ in 0..6 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    let s1 = net.rep(1).status();
+    assert_eq!((s1.view, s1.view_changing), (1, false), "replica 1 installed view 1");
+    for i in [2, 3] {
+        let s = net.rep(i).status();
+        assert_eq!((s.view, s.view_changing), (1, true), "replica {i} missed the NEW-VIEW");
+        net.restart(i);
+    }
+    for _ in 0..8 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    let s1 = net.rep(1).status();
+    assert_eq!((s1.view, s1.view_changing), (2, true), "replica 1 timed out in view 1, alone");
+    net.lost_kinds.clear();
+    for _ in 0..4 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    for i in [2, 3] {
+        assert!(!net.rep(i).status().view_changing, "replica {i} got the NEW-VIEW of view 1");
+    }
+    // And the cluster is live again: a new transaction commits.
+    net.submit(2, 4);
+    for _ in 0..40 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    let heights = net.heights();
+    assert!(heights[1..].iter().all(|h| *h >= 1), "heights {heights:?}");
 }
