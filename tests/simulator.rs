@@ -70,3 +70,13 @@ fn a_failure_names_its_seed_and_the_replay_command() {
     let text = failure.to_string();
     assert!(text.contains("seed 9") && text.contains("liveness") && text.contains("sim::run_with"), "{text}");
 }
+
+#[test]
+fn view_change_storms_settle_with_4_validators() {
+    run_configs(2000..2015, 4, sim::Config::view_change_storm);
+}
+
+#[test]
+fn view_change_storms_settle_with_7_validators() {
+    run_configs(3000..3008, 7, sim::Config::view_change_storm);
+}

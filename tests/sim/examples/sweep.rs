@@ -1,5 +1,6 @@
 //! Runs a range of seeds and prints a line per seed: `cargo run -p medchain-sim --example sweep
-//! -- FIRST COUNT VALIDATORS`. A failing seed prints the command that replays it.
+//! -- FIRST COUNT VALIDATORS` (`STRESS=1`: the stress mix; `STORM=1`: view-change storms). A
+//! failing seed prints the command that replays it.
 
 fn main() {
     let args: Vec<u64> =
@@ -11,7 +12,9 @@ fn main() {
     let mut failed = 0;
     for seed in first..first + count {
         let t = std::time::Instant::now();
-        let config = if std::env::var_os("STRESS").is_some() {
+        let config = if std::env::var_os("STORM").is_some() {
+            sim::Config::view_change_storm(seed, n)
+        } else if std::env::var_os("STRESS").is_some() {
             sim::Config::stress(seed, n)
         } else {
             sim::Config::for_seed(seed, n)

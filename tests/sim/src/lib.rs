@@ -60,6 +60,9 @@ pub struct Config {
     pub params: ChainParams,
     /// The replicas' view-change timeout.
     pub view_change_timeout_ms: u64,
+    /// Whether every NEW-VIEW message is lost while faults are active (backups then keep asking
+    /// a primary that installed the view for it).
+    pub lose_new_views: bool,
 }
 
 impl Config {
@@ -82,6 +85,20 @@ impl Config {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x57e5_5000);
         let _ = rng.gen_ratio(1, 8);
         c.harshen(&mut rng);
+        c
+    }
+
+    /// A view-change storm: message delays up to twice the view-change timeout (as when replica
+    /// steps are slower than the timeout) and every NEW-VIEW lost while faults last, on top of
+    /// the seed's own mix, with at least one crash (a restarted backup forgets the view changes
+    /// that armed its timer). After healing the cluster must commit again.
+    pub fn view_change_storm(seed: u64, validators: usize) -> Config {
+        let mut c = Config::for_seed(seed, validators);
+        c.crashes = c.crashes.max(1);
+        c.fault_ms = c.fault_ms.max(6_000);
+        c.liveness_ms = c.liveness_ms.max(30_000);
+        c.delay_ms_max = c.delay_ms_max.max(2 * c.view_change_timeout_ms);
+        c.lose_new_views = true;
         c
     }
 
@@ -115,6 +132,7 @@ impl Config {
             tx_interval_ms: rng.gen_range(15..=40),
             params: ChainParams { checkpoint_interval: 4, watermark_window: 8, block_txs_max: 32 },
             view_change_timeout_ms: 400,
+            lose_new_views: false,
         }
     }
 }
@@ -477,7 +495,9 @@ impl Sim {
 
     fn transmit(&mut self, from: usize, to: usize, msg: SignedMessage) {
         let faults = self.faults_active();
-        if faults && (self.partitioned(from, to) || self.rng.gen_ratio(self.cfg.drop_per_mille, 1000)) {
+        let lost_new_view = self.cfg.lose_new_views && matches!(msg.message, Message::NewView(_));
+        if faults && (lost_new_view || self.partitioned(from, to) || self.rng.gen_ratio(self.cfg.drop_per_mille, 1000))
+        {
             self.lost += 1;
             return;
         }
