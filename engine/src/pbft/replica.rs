@@ -648,9 +648,9 @@ impl<S: Storage> Replica<S> {
 
     /// Since when this replica has been waiting without progress (Castro–Liskov's request
     /// timer): for proposals in flight, since the last executed block; for its own client
-    /// transactions, since the oldest arrived, a transaction of its pool last committed, or the
-    /// view began, whichever is latest. A primary that ignores some transactions while
-    /// committing others is thus replaced too.
+    /// transactions, since the oldest arrived, a transaction of its pool or a full block last
+    /// committed, or the view began, whichever is latest. A primary that ignores some
+    /// transactions while committing others below capacity is thus replaced too.
     fn waiting_since(&self) -> Option<u64> {
         let height = self.height();
         let in_flight = self.slots.range(height + 1..).any(|(_, s)| s.accepted.is_some() || s.waiting.is_some());
@@ -1191,6 +1191,12 @@ impl<S: Storage> Replica<S> {
                 self.pool_progress_ms = self.now_ms;
                 self.pool.remove(&id);
             }
+        }
+        // A full block is progress on the backlog too (Castro–Liskov restart the timer whenever a
+        // request executes while others wait): the primary works at capacity, so a deep backlog,
+        // not the primary, explains why this replica's transactions still wait.
+        if cb.block.txs.len() >= self.cfg.genesis.body.params.block_txs_max as usize {
+            self.pool_progress_ms = self.now_ms;
         }
         let senders: BTreeSet<PublicKey> = cb.block.txs.iter().map(|tx| tx.body.sender).collect();
         for sender in senders {

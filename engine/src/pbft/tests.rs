@@ -696,3 +696,46 @@ fn backups_still_asking_for_an_installed_view_get_its_new_view() {
     let heights = net.heights();
     assert!(heights[1..].iter().all(|h| *h >= 1), "heights {heights:?}");
 }
+
+#[test]
+fn a_deep_but_moving_backlog_starts_no_view_change() {
+    // Replica 1 holds 10,000 transactions the primary has not seen (their forwards are lost),
+    // while the primary commits a full block of other transactions every half timeout. The
+    // backlog moves, so replica 1 must not start a view change.
+    let mut net = Net::new(4);
+    net.tick(1);
+    net.lost_kinds.insert("forward");
+    let deep: Vec<Transaction> = enrolments(&net.g, &net.ca, 10_000)
+        .into_iter()
+        .map(|mut tx| {
+            tx.body.nonce += 1_000_000;
+            tx
+        })
+        .collect();
+    let mut cfg = config(&net.g, 1);
+    cfg.pending_txs_max = 20_000;
+    let storage = net.reps[1].take().unwrap().into_storage();
+    net.reps[1] = Some(Replica::open(cfg, storage).unwrap());
+    net.tick(1);
+    net.handle(1, Event::Transactions(deep));
+    net.deliver_all();
+    assert_eq!(net.rep(1).status().pending_txs, 10_000);
+    let full = u64::from(net.g.body.params.block_txs_max);
+    let mut nonce = 0;
+    for round in 0..12 {
+        let txs: Vec<Transaction> = (0..full)
+            .map(|_| {
+                nonce += 1;
+                enroll(&net.g, &net.ca, nonce)
+            })
+            .collect();
+        net.handle(0, Event::Transactions(txs));
+        net.deliver_all();
+        assert_eq!(net.heights(), vec![round + 1; 4]);
+        net.tick(TIMEOUT_MS / 4);
+        net.tick(TIMEOUT_MS / 4);
+        let s = net.rep(1).status();
+        assert!(!s.view_changing && s.view == 0, "round {round}: replica 1 started a view change: {s:?}");
+    }
+    assert_eq!(net.rep(1).status().pending_txs, 10_000);
+}
