@@ -83,7 +83,28 @@ pub(crate) fn router(node: Arc<NodeShared>) -> Router {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "no such endpoint; see /v1/status", None)
         })
         .layer(DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(refuse_announced_oversize))
         .with_state(node)
+}
+
+/// Refuses a request whose announced body is over the limit before reading any of it, so a
+/// client cannot hold a connection by announcing a large body and sending it slowly.
+async fn refuse_announced_oversize(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = announced.filter(|len| *len > HTTP_BODY_BYTES_MAX as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body announces {len} bytes; the limit is {HTTP_BODY_BYTES_MAX} bytes"),
+            None,
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
