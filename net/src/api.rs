@@ -155,6 +155,16 @@ fn decode_tx(hex_text: &str, field: &str) -> Result<Transaction, ApiError> {
     Ok(tx)
 }
 
+/// Refuses every item of a submission for the same reason, counting each.
+fn refuse_all(
+    node: &NodeShared,
+    items: Vec<Result<Transaction, ApiError>>,
+    e: ApiError,
+) -> Vec<Result<TxId, ApiError>> {
+    node.metrics.txs_refused.add(e.code, items.len() as u64);
+    items.into_iter().map(|_| Err(e.clone())).collect()
+}
+
 /// Checks, verifies and hands over transactions; one result per input, in order.
 async fn submit(node: &Arc<NodeShared>, items: Vec<Result<Transaction, ApiError>>) -> Vec<Result<TxId, ApiError>> {
     if node.role == Role::Auditor {
@@ -164,8 +174,7 @@ async fn submit(node: &Arc<NodeShared>, items: Vec<Result<Transaction, ApiError>
             "this node is an auditor and accepts no transactions; send them to a validator",
             None,
         );
-        node.metrics.txs_refused.add(e.code, items.len() as u64);
-        return items.into_iter().map(|_| Err(e.clone())).collect();
+        return refuse_all(node, items, e);
     }
     // Admission control: a bounded number of submissions are verified at once; the rest wait a
     // bounded time and are then refused as busy, so overload costs neither memory nor liveness.
@@ -179,8 +188,7 @@ async fn submit(node: &Arc<NodeShared>, items: Vec<Result<Transaction, ApiError>
                 "the node is verifying as many submissions as it can; retry later",
                 None,
             );
-            node.metrics.txs_refused.add(busy.code, items.len() as u64);
-            return items.into_iter().map(|_| Err(busy.clone())).collect();
+            return refuse_all(node, items, busy);
         }
     };
     // Every signature of every transaction in one verify_batch call, off the async threads.
