@@ -116,8 +116,8 @@ mod tests {
             0 => sha256(&[]),
             1 => leaf_hash(&leaves[0]),
             n => {
-                let k = (n - 1).next_power_of_two() / if (n - 1).is_power_of_two() { 1 } else { 2 };
-                let k = if k >= n { k / 2 } else { k };
+                // The largest power of two strictly below n.
+                let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
                 node_hash(&reference_root(&leaves[..k]), &reference_root(&leaves[k..]))
             }
         }
