@@ -1,6 +1,23 @@
-//! GPU offload for medchain (WGSL compute shaders through wgpu): batch SHA-256, Merkle roots and
-//! Ed25519 verification, behind engine's `BatchVerifier`. The only crate that will touch wgpu.
+//! GPU offload for medchain: WGSL compute shaders through wgpu for batch SHA-256, RFC 6962
+//! Merkle roots and Ed25519 (ZIP-215) verification, behind engine's `BatchVerifier`. The only
+//! crate that touches wgpu.
 //!
-//! Not built yet: this crate is the home of the GPU issue. Until then nodes use
-//! `engine::verifier::CpuVerifier`, the reference every GPU verdict must equal.
+//! - [`gpu`]: adapter choice (`MEDCHAIN_GPU`), the device, pipelines inside error scopes,
+//!   submit-and-read-back with a timeout, kernel timers;
+//! - [`hash`]: batch SHA-256 of messages of any length and Merkle roots built level by level;
+//! - [`ed25519`]: batch ZIP-215 verification entirely on the GPU;
+//! - [`verifier`]: [`GpuVerifier`], the `BatchVerifier` the node uses;
+//! - [`wgsl`]: the shader sources.
+//!
+//! Every verdict equals `engine::verifier::CpuVerifier`'s; a GPU failure is an error the caller
+//! answers by using the CPU, never a wrong verdict.
 #![forbid(unsafe_code)]
+
+pub mod ed25519;
+pub mod gpu;
+pub mod hash;
+pub mod verifier;
+pub mod wgsl;
+
+pub use gpu::{AdapterPolicy, GpuContext, GpuError};
+pub use verifier::GpuVerifier;
