@@ -38,6 +38,21 @@ pub trait BatchVerifier: Send + Sync {
     fn sha256_batch(&self, msgs: &[&[u8]]) -> Result<Vec<Digest>, VerifierError>;
     /// The RFC 6962 Merkle root over `leaves`.
     fn merkle_root(&self, leaves: &[&[u8]]) -> Result<Digest, VerifierError>;
+    /// Counters for `/metrics` (batches per backend, fallbacks); none by default.
+    fn counters(&self) -> Vec<VerifierCounter> {
+        Vec::new()
+    }
+}
+
+/// One counter a verifier exposes: rendered as `medchain_verifier_<name>_total`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifierCounter {
+    /// Snake-case name, without prefix or `_total`.
+    pub name: &'static str,
+    /// One line of help text.
+    pub help: &'static str,
+    /// The value.
+    pub value: u64,
 }
 
 /// The CPU reference: `ed25519-consensus` batch verification across all cores.
@@ -124,9 +139,8 @@ mod tests {
         for i in [3usize, 64, 65, 199] {
             sigs[i].0[10] ^= 1;
         }
-        let items: Vec<VerifyItem<'_>> = (0..200)
-            .map(|i| VerifyItem { msg: &msgs[i], key: &pubs[i], sig: &sigs[i] })
-            .collect();
+        let items: Vec<VerifyItem<'_>> =
+            (0..200).map(|i| VerifyItem { msg: &msgs[i], key: &pubs[i], sig: &sigs[i] }).collect();
         let v = CpuVerifier::new().verify_batch(&items).unwrap();
         for (i, ok) in v.iter().enumerate() {
             assert_eq!(*ok, ![3, 64, 65, 199].contains(&i), "item {i}");

@@ -64,6 +64,7 @@ async fn main() {
             batch_delay_ms: 20,
             view_change_timeout_ms,
             pending_txs_max: 50_000,
+            gpu: Default::default(),
         };
         nodes.push(Node::start(config).await.expect("node starts"));
     }

@@ -17,4 +17,4 @@ pub mod tls;
 pub mod transport;
 pub mod verify;
 
-pub use node::{Node, NodeConfig, NodeError, NodeHandle, NodeOptions, PeerConfig};
+pub use node::{GpuConfig, GpuMode, Node, NodeConfig, NodeError, NodeHandle, NodeOptions, PeerConfig};

@@ -3,10 +3,12 @@
 //! A small registry of atomics: every metric is a field, labelled counters keep one slot per
 //! `&'static str` label (reasons and kinds are fixed strings, so their number is bounded).
 
+use engine::verifier::BatchVerifier;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A counter with one label whose values are fixed strings.
 #[derive(Debug, Default)]
@@ -77,9 +79,25 @@ pub struct Metrics {
     verify_batch_buckets: [AtomicU64; VERIFY_BATCH_BUCKETS.len()],
     verify_batch_count: AtomicU64,
     verify_batch_items: AtomicU64,
+    verifier: VerifierSource,
+}
+
+/// The verifier whose own counters (GPU and CPU batches, fallbacks) `/metrics` shows.
+#[derive(Default)]
+struct VerifierSource(Mutex<Option<Arc<dyn BatchVerifier>>>);
+
+impl std::fmt::Debug for VerifierSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.lock().as_ref().map_or("none".to_string(), |v| v.name()))
+    }
 }
 
 impl Metrics {
+    /// Shows `verifier`'s counters as `medchain_verifier_<name>_total`.
+    pub fn set_verifier(&self, verifier: Arc<dyn BatchVerifier>) {
+        *self.verifier.0.lock() = Some(verifier);
+    }
+
     /// Records one `verify_batch` call over `items` signatures.
     pub fn observe_verify_batch(&self, items: usize) {
         let items = items as u64;
@@ -191,6 +209,12 @@ impl Metrics {
         let _ = writeln!(out, "medchain_verify_batch_size_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(out, "medchain_verify_batch_size_sum {}", get(&self.verify_batch_items));
         let _ = writeln!(out, "medchain_verify_batch_size_count {count}");
+        let verifier = self.verifier.0.lock().clone();
+        if let Some(v) = verifier {
+            for c in v.counters() {
+                counter(&mut out, &format!("medchain_verifier_{}_total", c.name), c.help, c.value);
+            }
+        }
         out
     }
 }

@@ -77,6 +77,35 @@ pub struct NodeConfig {
     /// Most client transactions waiting to be proposed; more are refused.
     #[serde(default = "defaults::pending_txs_max")]
     pub pending_txs_max: usize,
+    /// GPU offload of signature checks (`[gpu]`); the CPU alone when absent.
+    #[serde(default)]
+    pub gpu: GpuConfig,
+}
+
+/// Where signature checks run (`[gpu]` in node.toml). The binary turns it into a verifier; the
+/// `MEDCHAIN_GPU` environment variable, when set, overrides `mode`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuConfig {
+    /// `auto` (a real GPU when present), `force` (a software adapter too), or `off`.
+    #[serde(default)]
+    pub mode: GpuMode,
+    /// Batches of at least this many signatures go to the GPU; measured at start-up when absent.
+    #[serde(default)]
+    pub crossover: Option<usize>,
+}
+
+/// See [`GpuConfig::mode`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuMode {
+    /// A real GPU when present.
+    #[default]
+    Auto,
+    /// Any adapter, the software one included.
+    Force,
+    /// The CPU only.
+    Off,
 }
 
 mod defaults {
@@ -378,6 +407,7 @@ impl Node {
         let p2p_addr =
             transport.local_addr().map_err(|source| TransportError::Bind { addr: config.p2p_listen, source })?;
 
+        metrics.set_verifier(options.verifier.clone());
         let verification = Arc::new(crate::verify::Verification::new(options.verifier.clone(), metrics.clone()));
         let (driver_tx, driver_rx) = mpsc::channel(DRIVER_QUEUE_INPUTS_MAX);
         let shared = Arc::new(NodeShared {

@@ -263,6 +263,11 @@ impl GpuContext {
         summary(&self.info, true)
     }
 
+    /// Whether the device was opened with native 64-bit integers in shaders.
+    pub fn has_int64(&self) -> bool {
+        self.features.contains(wgpu::Features::SHADER_INT64)
+    }
+
     /// Whether timestamp queries (kernel-only timings) are available.
     pub fn has_timestamps(&self) -> bool {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY)

@@ -6,7 +6,9 @@
 //!   submit-and-read-back with a timeout, kernel timers;
 //! - [`hash`]: batch SHA-256 of messages of any length and Merkle roots built level by level;
 //! - [`ed25519`]: batch ZIP-215 verification entirely on the GPU;
-//! - [`verifier`]: [`GpuVerifier`], the `BatchVerifier` the node uses;
+//! - [`verifier`]: [`GpuVerifier`], the kernels behind engine's `BatchVerifier`;
+//! - [`routing`]: [`RoutedVerifier`], what a node runs: CPU below the measured crossover, GPU
+//!   above it, CPU again when the GPU fails;
 //! - [`wgsl`]: the shader sources.
 //!
 //! Every verdict equals `engine::verifier::CpuVerifier`'s; a GPU failure is an error the caller
@@ -16,8 +18,10 @@
 pub mod ed25519;
 pub mod gpu;
 pub mod hash;
+pub mod routing;
 pub mod verifier;
 pub mod wgsl;
 
 pub use gpu::{AdapterPolicy, GpuContext, GpuError};
+pub use routing::{Crossover, RoutedVerifier};
 pub use verifier::GpuVerifier;

@@ -5,6 +5,7 @@ use crate::gpu::{GpuContext, GpuError};
 use crate::hash::GpuHasher;
 use engine::codec::Digest;
 use engine::verifier::{BatchVerifier, VerifierError, VerifyItem};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Batch SHA-256, Merkle roots and Ed25519 verification on one GPU.
@@ -16,6 +17,7 @@ pub struct GpuVerifier {
     ctx: Arc<GpuContext>,
     hasher: GpuHasher,
     ed25519: GpuEd25519,
+    injected_failures: AtomicU64,
 }
 
 impl std::fmt::Debug for GpuVerifier {
@@ -29,7 +31,7 @@ impl GpuVerifier {
     pub fn new(ctx: Arc<GpuContext>) -> Result<Self, GpuError> {
         let hasher = GpuHasher::new(ctx.clone())?;
         let ed25519 = GpuEd25519::new(ctx.clone())?;
-        Ok(Self { ctx, hasher, ed25519 })
+        Ok(Self { ctx, hasher, ed25519, injected_failures: AtomicU64::new(0) })
     }
 
     /// The adapter `MEDCHAIN_GPU` allows, with its kernels; `None` quickly when there is none.
@@ -59,6 +61,20 @@ impl GpuVerifier {
         &self.ed25519
     }
 
+    /// Fault injection for operators' drills and tests: the next `n` calls fail as a lost
+    /// device would, so the fallback to the CPU can be exercised on a healthy GPU.
+    pub fn inject_failures(&self, n: u64) {
+        self.injected_failures.store(n, Ordering::SeqCst);
+    }
+
+    fn injected(&self) -> Result<(), VerifierError> {
+        let took = self.injected_failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match took {
+            Ok(_) => Err(self.err(GpuError::DeviceLost("injected failure".into()))),
+            Err(_) => Ok(()),
+        }
+    }
+
     fn err(&self, e: GpuError) -> VerifierError {
         VerifierError { backend: self.name(), reason: e.to_string() }
     }
@@ -70,15 +86,18 @@ impl BatchVerifier for GpuVerifier {
     }
 
     fn verify_batch(&self, items: &[VerifyItem<'_>]) -> Result<Vec<bool>, VerifierError> {
+        self.injected()?;
         self.ed25519.verify_batch(items).map_err(|e| self.err(e))
     }
 
     fn sha256_batch(&self, msgs: &[&[u8]]) -> Result<Vec<Digest>, VerifierError> {
+        self.injected()?;
         let out = self.hasher.sha256_batch(msgs).map_err(|e| self.err(e))?;
         Ok(out.into_iter().map(Digest).collect())
     }
 
     fn merkle_root(&self, leaves: &[&[u8]]) -> Result<Digest, VerifierError> {
+        self.injected()?;
         self.hasher.merkle_root(leaves).map(Digest).map_err(|e| self.err(e))
     }
 }
