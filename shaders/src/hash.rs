@@ -22,7 +22,8 @@
 //! Digests live in GPU buffers as their 32 bytes in order, so a level feeds the next one and
 //! read-back is a plain copy.
 //!
-//! **Limits.** One message must fit one storage binding (the device's, at most 2 GiB); a larger
+//! **Limits.** One message must fit one storage binding ([`HasherLimits::max_binding_bytes`]:
+//! the device's largest, at most 2 GiB); a larger
 //! one is refused with [`GpuError::Validation`] before anything is submitted, and the caller
 //! hashes that batch on the CPU. One invocation hashes a whole message, so a very long message
 //! runs at the speed of one GPU thread.
@@ -94,6 +95,10 @@ pub struct HasherLimits {
     /// Workgroups along x, and at most along y, of one dispatch (2-D beyond x); at most the
     /// device's `max_compute_workgroups_per_dimension` and 65,535.
     pub workgroups_per_dimension: u32,
+    /// Largest storage buffer bound, in bytes: at most the device's largest binding and 2 GiB,
+    /// rounded down to a multiple of 256. Bounds a chunk's data, spans and digests, a level
+    /// buffer, and the longest message accepted.
+    pub max_binding_bytes: u64,
 }
 
 impl HasherLimits {
@@ -106,17 +111,18 @@ impl HasherLimits {
             level_digests: 1 << 22,
             readback_bytes: 64 << 20,
             workgroups_per_dimension: u32::MAX,
+            max_binding_bytes: u64::MAX,
         }
         .clamped(ctx)
     }
 
-    /// The largest storage binding used, in bytes (a multiple of 256).
-    fn binding(ctx: &GpuContext) -> u64 {
+    /// The largest storage binding the device allows that the host uses (a multiple of 256).
+    fn device_binding(ctx: &GpuContext) -> u64 {
         ctx.max_binding_bytes().min(MAX_BINDING) / 256 * 256
     }
 
     fn clamped(self, ctx: &GpuContext) -> Self {
-        let binding = Self::binding(ctx);
+        let binding = (self.max_binding_bytes.min(Self::device_binding(ctx)) / 256 * 256).max(256);
         let workgroups_per_dimension = self.workgroups_per_dimension.min(ctx.max_workgroups_x()).clamp(1, 65535);
         let wg = u64::from(workgroups_per_dimension);
         let dispatch = wg * wg * u64::from(WORKGROUP);
@@ -127,7 +133,14 @@ impl HasherLimits {
         let level_digests = 1usize << (usize::BITS - 1 - level.leading_zeros());
         let max_buffer = ctx.limits.max_buffer_size;
         let readback_bytes = self.readback_bytes.min(max_buffer).max(chunk_messages as u64 * DIGEST);
-        Self { chunk_messages, chunk_bytes, level_digests, readback_bytes, workgroups_per_dimension }
+        Self {
+            chunk_messages,
+            chunk_bytes,
+            level_digests,
+            readback_bytes,
+            workgroups_per_dimension,
+            max_binding_bytes: binding,
+        }
     }
 }
 
@@ -297,11 +310,12 @@ impl GpuHasher {
     /// Creates the pipelines once, with `limits` (clamped to the device's).
     pub fn with_limits(ctx: Arc<GpuContext>, limits: HasherLimits) -> Result<Self, GpuError> {
         ctx.check_health()?;
-        let limits = limits.clamped(&ctx);
-        let binding = HasherLimits::binding(&ctx);
-        if binding < 256 {
-            return Err(failed("sha256", format!("storage bindings of {binding} bytes are too small")));
+        let device_binding = HasherLimits::device_binding(&ctx);
+        if device_binding < 256 {
+            return Err(failed("sha256", format!("storage bindings of {device_binding} bytes are too small")));
         }
+        let limits = limits.clamped(&ctx);
+        let binding = limits.max_binding_bytes;
         let built = ctx.scoped("sha256 pipelines", || {
             use wgpu::BufferBindingType::{Storage, Uniform};
             let device = &ctx.device;
@@ -463,7 +477,7 @@ impl GpuHasher {
                 true
             };
             let mut bound = false;
-            bound |= grow(&mut set.params, needs.params, U::UNIFORM | U::COPY_DST, binding, "sha256 params");
+            bound |= grow(&mut set.params, needs.params, U::UNIFORM | U::COPY_DST, max_buffer, "sha256 params");
             bound |= grow(&mut set.data, needs.data, U::STORAGE | U::COPY_DST, binding, "sha256 data");
             bound |= grow(&mut set.spans, needs.spans, U::STORAGE | U::COPY_DST, binding, "sha256 spans");
             bound |= grow(&mut set.level_a, needs.level_a, U::STORAGE | U::COPY_SRC | U::COPY_DST, binding, "level A");

@@ -24,7 +24,8 @@ fn hasher() -> Option<&'static GpuHasher> {
 
 /// A hasher whose limits force every chunked path: a few messages and bytes per chunk, level
 /// buffers of 16 digests (so trees beyond 16 leaves are built as subtrees, and beyond 256 the
-/// subtree roots are reduced twice), and a read-back buffer filled several times per batch.
+/// subtree roots are reduced twice), a read-back buffer filled several times per batch, and
+/// storage bindings of 4 KiB (the longest message it accepts).
 fn small_chunk_hasher() -> Option<&'static GpuHasher> {
     static HASHER: OnceLock<Option<GpuHasher>> = OnceLock::new();
     HASHER
@@ -36,6 +37,7 @@ fn small_chunk_hasher() -> Option<&'static GpuHasher> {
                 level_digests: 16,
                 readback_bytes: 32 * 20,
                 workgroups_per_dimension: 65535,
+                max_binding_bytes: 4096,
             };
             let h = GpuHasher::with_limits(ctx, limits).expect("the SHA-256 kernels build");
             assert_eq!(h.limits(), limits, "the small limits were clamped away; the test would not split");
@@ -206,6 +208,21 @@ fn two_dimensional_dispatch_gives_the_same_results() {
     // 12,289 messages: 193 workgroups as 3 x 65.
     let many: Vec<Vec<u8>> = (0..12289).map(|_| random_msg(&mut rng, 0..20)).collect();
     assert_hashes(h, &many);
+}
+
+#[test]
+fn a_message_longer_than_a_binding_is_an_error_and_the_hasher_goes_on() {
+    let Some(s) = small_chunk_hasher() else { return };
+    let fits = vec![0x5au8; 4096];
+    let too_long = vec![0x5au8; 4097];
+    assert_hashes(s, std::slice::from_ref(&fits));
+    let err = s.sha256_batch(&[&fits, &too_long]).unwrap_err();
+    assert!(matches!(err, shaders::GpuError::Validation { .. }), "{err}");
+    assert!(err.to_string().contains("4097"), "{err}");
+    assert!(s.merkle_root(&[b"a".as_slice(), &too_long]).is_err());
+    // Nothing was submitted; the next calls are unaffected.
+    assert_hashes(s, &[fits.clone(), b"abc".to_vec()]);
+    assert_root(s, &[fits, b"abc".to_vec()]);
 }
 
 #[test]
