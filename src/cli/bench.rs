@@ -1,0 +1,242 @@
+//! `medchain bench gpu`: the GPU against all CPU cores over batch sizes, in one run; tables,
+//! one JSON object, or an SVG plot. The measurement itself is `bench::gpu`.
+
+use ::bench::gpu::{self, Config, Event, Kernels, Op};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use shaders::{AdapterPolicy, GpuContext, GpuError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Benchmarks.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// SHA-256, Merkle roots and Ed25519 on the GPU and on all CPU cores, batch 1 … 1,048,576.
+    Gpu(GpuBenchArgs),
+}
+
+/// Arguments of `medchain bench gpu`.
+#[derive(clap::Args, Debug)]
+pub struct GpuBenchArgs {
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a plot of throughput against batch size (SVG) to this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Operations to measure, comma-separated: sha256-64, sha256-512, merkle, ed25519.
+    #[arg(long, value_delimiter = ',', default_value = "sha256-64,sha256-512,merkle,ed25519")]
+    pub ops: Vec<String>,
+    /// The largest batch for every operation (the grid is 1, 4, 16, … 1,048,576).
+    #[arg(long, default_value_t = gpu::MAX_BATCH)]
+    pub max_batch: usize,
+    /// The largest batch for one operation, as OP=N (repeatable), e.g. --op-max ed25519=4096.
+    #[arg(long = "op-max", value_name = "OP=N")]
+    pub op_max: Vec<String>,
+    /// Exactly these batch sizes (comma-separated) instead of the powers of four, for every
+    /// operation (Merkle included) up to its cap.
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<usize>>,
+    /// Timed runs per backend and point after one warm-up; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Seconds per backend and point: fewer timed runs are taken where REPEATS would not fit.
+    #[arg(long, default_value_t = 10.0)]
+    pub point_budget: f64,
+    /// A few minutes' run: batches up to 65,536 (Ed25519 up to 4,096), 3 runs per point.
+    /// Explicit --max-batch, --op-max and --repeats still apply on top.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Batches above this would not fit in memory with their fixtures.
+const LARGEST_ALLOWED: usize = 1 << 24;
+
+fn config(a: &GpuBenchArgs) -> Result<Config> {
+    let mut cfg = Config::default();
+    let mut ops = Vec::new();
+    for name in &a.ops {
+        let op = Op::parse(name).with_context(|| {
+            let known: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
+            format!("--ops: unknown operation {name:?} (known: {})", known.join(", "))
+        })?;
+        if !ops.contains(&op) {
+            ops.push(op);
+        }
+    }
+    cfg.ops = ops;
+    let explicit_max = a.max_batch != gpu::MAX_BATCH;
+    let explicit_repeats = a.repeats != 5;
+    if a.quick {
+        cfg.max_batch = 1 << 16;
+        cfg.op_max.insert(Op::Ed25519Verify, 1 << 12);
+        cfg.repeats = 3;
+    }
+    if explicit_max || !a.quick {
+        cfg.max_batch = a.max_batch;
+        if explicit_max {
+            cfg.op_max.clear();
+        }
+    }
+    if explicit_repeats || !a.quick {
+        cfg.repeats = a.repeats;
+    }
+    for spec in &a.op_max {
+        let (name, n) = spec.split_once('=').with_context(|| format!("--op-max {spec:?}: expected OP=N"))?;
+        let op = Op::parse(name).with_context(|| format!("--op-max {spec:?}: unknown operation {name:?}"))?;
+        let n: usize = n.trim().parse().with_context(|| format!("--op-max {spec:?}: {n:?} is not a count"))?;
+        cfg.op_max.insert(op, n);
+    }
+    if let Some(sizes) = &a.sizes {
+        if sizes.is_empty() || sizes.contains(&0) {
+            bail!("--sizes: every batch size must be at least 1");
+        }
+        cfg.sizes = sizes.clone();
+        cfg.sizes.sort_unstable();
+        cfg.sizes.dedup();
+        cfg.merkle_min_leaves = 1;
+    }
+    let caps: HashMap<Op, usize> = cfg.ops.iter().map(|&op| (op, cfg.cap(op))).collect();
+    for (op, cap) in caps {
+        if cap == 0 {
+            bail!("the batch cap for {op} must be at least 1");
+        }
+        if cap > LARGEST_ALLOWED || cfg.sizes.iter().any(|n| *n > LARGEST_ALLOWED) {
+            bail!("batches above {LARGEST_ALLOWED} are not supported (fixtures would not fit in memory)");
+        }
+    }
+    if cfg.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    if !(a.point_budget.is_finite() && a.point_budget > 0.0) {
+        bail!("--point-budget must be a positive number of seconds");
+    }
+    cfg.point_budget = Duration::from_secs_f64(a.point_budget);
+    if cfg.plan().is_empty() {
+        bail!("no batch size to measure: check --sizes against --max-batch / --op-max");
+    }
+    Ok(cfg)
+}
+
+fn open_gpu() -> Result<std::sync::Arc<GpuContext>> {
+    let policy = AdapterPolicy::from_env().map_err(anyhow::Error::new)?;
+    GpuContext::new(policy).map_err(|e| match e {
+        GpuError::Disabled => anyhow::anyhow!(
+            "MEDCHAIN_GPU=off: nothing to benchmark; unset it (real GPUs) or set MEDCHAIN_GPU=force \
+             (also the llvmpipe software adapter)"
+        ),
+        GpuError::NoAdapter(found) => anyhow::anyhow!(
+            "no GPU adapter is usable under MEDCHAIN_GPU={} ({found}). A real GPU needs its Vulkan \
+             driver; MEDCHAIN_GPU=force also accepts the llvmpipe/lavapipe software adapter \
+             (mesa-vulkan-drivers), which checks correctness but does not measure GPU speed",
+            std::env::var("MEDCHAIN_GPU").unwrap_or_else(|_| "auto".into())
+        ),
+        other => anyhow::Error::new(other).context("opening the GPU"),
+    })
+}
+
+/// Runs `medchain bench`.
+pub fn run(command: BenchCommand) -> Result<ExitCode> {
+    match command {
+        BenchCommand::Gpu(a) => run_gpu(a),
+    }
+}
+
+fn run_gpu(a: GpuBenchArgs) -> Result<ExitCode> {
+    let cfg = config(&a)?;
+    let ctx = open_gpu()?;
+    if ctx.is_software() {
+        eprintln!("WARNING: {} ({}): {}", ctx.info.name, ctx.describe(), gpu::SOFTWARE_WARNING);
+    }
+    if !ctx.has_timestamps() {
+        eprintln!("note: {} has no timestamp queries: GPU kernel-only times will not be shown", ctx.info.name);
+    }
+    let plan = cfg.plan();
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = ProgressBar::new(plan.len() as u64);
+        let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {pos}/{len} points  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let kernels = Kernels::new(ctx);
+    let mut on_event = |ev: Event| match ev {
+        Event::Compiling { op } => bar.set_message(format!("{op}: building GPU pipelines")),
+        Event::Preparing { op, n } => bar.set_message(format!("{op}: building {} fixtures", gpu::thousands(n))),
+        Event::Measuring { op, n } => bar.set_message(format!("{op}: batch {}", gpu::thousands(n))),
+        Event::Done { .. } => bar.inc(1),
+        Event::Skipped { op, points } => {
+            bar.println(format!("{op}: GPU failed; skipping its {points} larger batch(es)"));
+            bar.inc(points as u64);
+        }
+    };
+    let result = gpu::run(&kernels, &cfg, &mut on_event);
+    bar.finish_and_clear();
+    let report = result.map_err(|e| match e {
+        gpu::BenchError::Mismatch { .. } => {
+            anyhow::Error::new(e).context("the GPU returned a wrong result; no figures are reported")
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    for op in &report.ops {
+        if let Some(err) = &op.error {
+            eprintln!("GPU error in {}: {err}", op.op);
+        }
+    }
+    if let Some(path) = &a.plot {
+        gpu::plot_svg(&report, path)
+            .map_err(|e| anyhow::anyhow!(e))
+            .with_context(|| format!("writing the plot to {}", path.display()))?;
+        if !a.json {
+            eprintln!("plot written to {}", path.display());
+        }
+    }
+    crate::output::report(a.json, &report, || gpu::render_tables(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(subcommand)]
+        c: BenchCommand,
+    }
+
+    fn cfg(args: &[&str]) -> Result<Config> {
+        let mut argv = vec!["t", "gpu"];
+        argv.extend_from_slice(args);
+        let BenchCommand::Gpu(a) = T::try_parse_from(argv)?.c;
+        config(&a)
+    }
+
+    #[test]
+    fn flags_shape_the_plan() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.plan().len(), 11 + 11 + 6 + 11);
+        let c = cfg(&["--quick"]).unwrap();
+        assert_eq!(c.sizes_for(Op::Ed25519Verify).last(), Some(&4096));
+        assert_eq!(c.sizes_for(Op::Sha256Short).last(), Some(&65536));
+        assert_eq!(c.repeats, 3);
+        let c = cfg(&["--max-batch", "16", "--ops", "ed25519,sha256-64", "--op-max", "ed25519=4"]).unwrap();
+        assert_eq!(c.ops, vec![Op::Ed25519Verify, Op::Sha256Short]);
+        assert_eq!(c.plan().len(), 2 + 3);
+        let c = cfg(&["--sizes", "1000,10", "--max-batch", "5000"]).unwrap();
+        assert_eq!(c.sizes_for(Op::MerkleRoot), vec![10, 1000]);
+        assert!(cfg(&["--ops", "md5"]).is_err());
+        assert!(cfg(&["--op-max", "ed25519"]).is_err());
+        assert!(cfg(&["--repeats", "0"]).is_err());
+        assert!(cfg(&["--max-batch", "0"]).is_err());
+        assert!(cfg(&["--sizes", "0"]).is_err());
+        assert!(cfg(&["--point-budget", "-1"]).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! `medchain bench gpu` end to end on a tiny configuration: one JSON object with the machine, a
+//! figure per operation and size, crossovers, and a well-formed SVG plot. Runs on any adapter,
+//! the llvmpipe/lavapipe software one included (`MEDCHAIN_GPU=force`). Without an adapter it is
+//! skipped with a printed reason, unless `MEDCHAIN_REQUIRE_GPU=1`, when it fails.
+
+use std::process::Command;
+
+fn positive(v: &serde_json::Value, what: &str) -> f64 {
+    let x = v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    assert!(x.is_finite() && x > 0.0, "{what} = {x} is not a positive figure");
+    x
+}
+
+/// Checks that `svg` is one well-formed element tree rooted at `<svg>`: every tag closed in
+/// order, attributes quoted, nothing after the root. Enough for what plotters writes.
+fn assert_well_formed_svg(svg: &str) {
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = svg.trim_start();
+    if let Some(after) = rest.strip_prefix("<?xml") {
+        rest = after.split_once("?>").expect("unterminated XML declaration").1.trim_start();
+    }
+    assert!(rest.starts_with("<svg"), "the document does not start with <svg");
+    let mut roots = 0;
+    while let Some(open) = rest.find('<') {
+        let text = &rest[..open];
+        assert!(!text.contains('>'), "stray '>' in text: {text:?}");
+        if stack.is_empty() {
+            assert!(text.trim().is_empty(), "text outside the root element: {text:?}");
+        }
+        rest = &rest[open..];
+        if let Some(after) = rest.strip_prefix("<!--") {
+            rest = after.split_once("-->").expect("unterminated comment").1;
+            continue;
+        }
+        let close = rest.find('>').expect("unterminated tag");
+        let tag = &rest[1..close];
+        rest = &rest[close + 1..];
+        assert_eq!(tag.matches('"').count() % 2, 0, "unbalanced quotes in <{tag}>");
+        if let Some(name) = tag.strip_prefix('/') {
+            let open = stack.pop().unwrap_or_else(|| panic!("</{name}> closes nothing"));
+            assert_eq!(open, name.trim(), "</{name}> closes <{open}>");
+            continue;
+        }
+        let name: String = tag.chars().take_while(|c| !c.is_whitespace() && *c != '/').collect();
+        assert!(!name.is_empty(), "empty tag name");
+        if stack.is_empty() {
+            roots += 1;
+            assert_eq!(name, "svg", "the root element is <{name}>");
+        }
+        if !tag.ends_with('/') {
+            stack.push(name);
+        }
+    }
+    assert!(stack.is_empty(), "unclosed elements: {stack:?}");
+    assert!(rest.trim().is_empty(), "text after the root element");
+    assert_eq!(roots, 1, "exactly one root element");
+}
+
+#[test]
+fn bench_gpu_quick_run_reports_json_and_plots() {
+    let Some(ctx) = shaders::GpuContext::for_tests() else {
+        return; // for_tests printed why (and panics instead under MEDCHAIN_REQUIRE_GPU=1)
+    };
+    // lavapipe takes minutes to compile the Ed25519 pipeline (the shaders crate's own tests
+    // cover that kernel), so on a software adapter this run measures the three hash operations
+    // only; on a real GPU, all four.
+    let all_ops = ["sha256-64", "sha256-512", "merkle", "ed25519"];
+    let selected: &[&str] = if ctx.is_software() { &all_ops[..3] } else { &all_ops };
+    drop(ctx);
+    let tmp = tempfile::tempdir().unwrap();
+    let svg = tmp.path().join("plot.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "gpu", "--json", "--max-batch", "16", "--repeats", "2", "--ops", &selected.join(","), "--plot"])
+        .arg(&svg)
+        .env("MEDCHAIN_GPU", "force")
+        .output()
+        .expect("run medchain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "medchain bench gpu failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim().lines().count(), 1, "--json prints exactly one line: {stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+
+    let m = &v["machine"];
+    assert!(!m["adapter"].as_str().unwrap().is_empty());
+    assert!(!m["backend"].as_str().unwrap().is_empty());
+    assert!(!m["device_type"].as_str().unwrap().is_empty());
+    assert!(m["driver"].is_string());
+    assert!(m["cpu_cores"].as_u64().unwrap() >= 1);
+    assert!(!m["host"].as_str().unwrap().is_empty());
+    let software = m["software_adapter"].as_bool().unwrap();
+    let timestamps = m["timestamps"].as_bool().unwrap();
+    if software {
+        assert!(stderr.contains("WARNING") && stderr.contains("not GPU speed"), "no software warning: {stderr}");
+        assert!(v["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("not GPU speed")));
+    }
+    let date = v["date"].as_str().unwrap();
+    assert!(date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T', "date {date}");
+    assert_eq!(v["settings"]["repeats"], 2);
+
+    let ops = v["ops"].as_array().unwrap();
+    let names: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+    assert_eq!(names, selected);
+    let mut gpu_points = 0;
+    for op in ops {
+        let name = op["op"].as_str().unwrap();
+        let sizes: Vec<u64> = op["sizes"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
+        let expect: &[u64] = if name == "merkle" { &[16] } else { &[1, 4, 16] };
+        assert_eq!(sizes, expect, "{name}: sizes under --max-batch 16");
+        let points = op["points"].as_array().unwrap();
+        let error = op["error"].as_str();
+        match error {
+            // A kernel that failed stops its operation at that size, with the error on the point.
+            // (or, when its pipelines did not build, the operation has no point at all).
+            Some(e) => {
+                assert!(!e.is_empty());
+                if let Some(last) = points.last() {
+                    assert!(last["gpu_error"].is_string(), "{name}: the failing point carries its error");
+                    assert!(last["gpu_e2e"].is_null());
+                } else {
+                    assert!(e.contains("pipelines"), "{name}: no point, yet not a pipeline error: {e}");
+                }
+                assert!(stderr.contains(&format!("GPU error in {name}")), "{name}'s error not on stderr");
+                eprintln!("note: {name} failed on the GPU: {e}");
+            }
+            None => assert_eq!(points.len(), sizes.len(), "{name}: every size measured"),
+        }
+        for (p, n) in points.iter().zip(&sizes) {
+            assert_eq!(p["n"].as_u64(), Some(*n));
+            let cpu = positive(&p["cpu"]["items_per_s"], "cpu items/s");
+            let median = positive(&p["cpu"]["median_s"], "cpu median");
+            assert!((cpu * median - *n as f64).abs() < 1e-6 * *n as f64, "items/s = n / median");
+            assert!(p["cpu"]["runs"].as_u64().unwrap() >= 1);
+            if p["gpu_error"].is_string() {
+                continue;
+            }
+            gpu_points += 1;
+            let gpu = positive(&p["gpu_e2e"]["items_per_s"], "gpu e2e items/s");
+            let ratio = positive(&p["ratio_e2e"], "ratio");
+            assert!((ratio - gpu / cpu).abs() < 1e-9 * ratio.max(1.0), "ratio = gpu / cpu");
+            if timestamps {
+                positive(&p["gpu_kernel"]["items_per_s"], "gpu kernel items/s");
+            }
+        }
+        if let Some(c) = op["crossover"].as_u64() {
+            assert!(sizes.contains(&c), "{name}: crossover {c} is a measured size");
+        } else {
+            assert!(op["crossover"].is_null());
+        }
+        if name == "ed25519" && error.is_none() {
+            assert_eq!(op["negative_checks"], 3, "every Ed25519 batch is also checked with corrupted items");
+        }
+    }
+    if std::env::var("MEDCHAIN_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        assert!(gpu_points > 0, "MEDCHAIN_REQUIRE_GPU=1 but no operation ran on the GPU: {stderr}");
+    }
+
+    let text = std::fs::read_to_string(&svg).expect("the plot was written");
+    assert_well_formed_svg(&text);
+    assert!(text.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+    for name in selected {
+        assert!(text.contains(&format!("{name}: ")), "the plot has no panel for {name}");
+    }
+    if gpu_points > 0 {
+        assert!(text.contains("GPU end to end") && text.contains("CPU (all cores)"), "legend missing");
+        assert!(text.contains("<polyline"), "no lines drawn");
+    }
+}
+
+#[test]
+fn bench_gpu_refuses_bad_flags_and_off() {
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "gpu", "--ops", "md5"])
+        .output()
+        .expect("run medchain");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown operation \"md5\""));
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "gpu", "--max-batch", "4"])
+        .env("MEDCHAIN_GPU", "off")
+        .output()
+        .expect("run medchain");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MEDCHAIN_GPU=force"));
+}
