@@ -398,7 +398,8 @@ impl GpuHasher {
         if leaves.is_empty() {
             // The empty tree hashes to SHA-256 of the empty string.
             let (digests, time) = self.sha256_batch_timed(&[&[]])?;
-            return Ok((digests[0], time));
+            let root = digests.first().copied().ok_or_else(|| failed("merkle", "no digest for the empty tree"))?;
+            return Ok((root, time));
         }
         self.with_buffers(|set| self.tree_root(set, leaves))
     }
