@@ -364,7 +364,7 @@ impl GpuContext {
 
     /// The largest storage buffer a single binding may cover, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        u64::from(self.limits.max_storage_buffer_binding_size).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// The most workgroups one dispatch may have along x.

@@ -1,6 +1,8 @@
 //! Command-line definitions and dispatch.
 
+mod bench;
 mod demo;
+mod gpu;
 mod init;
 mod ledger;
 mod load;
@@ -37,6 +39,16 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the deterministic cluster simulator over one or many seeds.
     Sim(sim::SimArgs),
+    /// GPU offload: adapters, crossover, and verification of a file of signatures.
+    Gpu {
+        #[command(subcommand)]
+        command: gpu::GpuCommand,
+    },
+    /// Benchmarks for operators (GPU against all CPU cores).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 /// Runs the parsed command.
@@ -48,6 +60,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(a) => load::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Sim(a) => sim::run(a),
+        Command::Gpu { command } => gpu::run(command),
+        Command::Bench { command } => bench::run(command),
     }
 }
 

@@ -22,7 +22,14 @@ pub fn run(args: NodeArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot load the node configuration {}", args.config.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = rt.block_on(async move {
-        let handle = net::Node::start(config).await.context("the node failed to start")?;
+        let verifier = tokio::task::spawn_blocking({
+            let gpu = config.gpu.clone();
+            move || verifier_for(&gpu)
+        })
+        .await
+        .context("choosing the signature verifier")??;
+        let options = net::NodeOptions { verifier: std::sync::Arc::new(verifier) };
+        let handle = net::Node::start_with(config, options).await.context("the node failed to start")?;
         wait_for_signal().await;
         tracing::info!("shutting down");
         handle.shutdown().await;
@@ -32,6 +39,19 @@ pub fn run(args: NodeArgs) -> Result<ExitCode> {
     // not keep the process alive.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result
+}
+
+/// The node's verifier from `[gpu]`; `MEDCHAIN_GPU`, when set, overrides the mode.
+pub fn verifier_for(gpu: &net::GpuConfig) -> Result<shaders::RoutedVerifier> {
+    let policy = match std::env::var("MEDCHAIN_GPU") {
+        Ok(_) => shaders::AdapterPolicy::from_env()?,
+        Err(_) => match gpu.mode {
+            net::GpuMode::Auto => shaders::AdapterPolicy::Auto,
+            net::GpuMode::Force => shaders::AdapterPolicy::Force,
+            net::GpuMode::Off => shaders::AdapterPolicy::Off,
+        },
+    };
+    Ok(shaders::RoutedVerifier::for_node(policy, gpu.crossover))
 }
 
 async fn wait_for_signal() {
