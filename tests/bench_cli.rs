@@ -108,6 +108,7 @@ fn bench_gpu_quick_run_reports_json_and_plots() {
         let sizes: Vec<u64> = op["sizes"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap()).collect();
         let expect: &[u64] = if name == "merkle" { &[16] } else { &[1, 4, 16] };
         assert_eq!(sizes, expect, "{name}: sizes under --max-batch 16");
+        assert!(op["mismatch"].is_null(), "{name}: the GPU returned wrong results: {}", op["mismatch"]);
         let points = op["points"].as_array().unwrap();
         let error = op["error"].as_str();
         match error {

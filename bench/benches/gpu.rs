@@ -10,11 +10,16 @@
 //! measures nothing. An operation whose GPU kernel fails is skipped with a printed reason; a GPU
 //! result that differs from the CPU's panics.
 //!
-//! `MEDCHAIN_GPU_BENCH_MAX=N` caps the batch sizes (useful on a software adapter).
+//! `MEDCHAIN_GPU_BENCH_MAX=N` caps the batch sizes and `MEDCHAIN_GPU_BENCH_OPS=sha256-64,merkle`
+//! picks operations (`sha256-64`, `sha256-512`, `merkle`, `ed25519`); both help on a software
+//! adapter, where the Ed25519 pipeline alone takes minutes to compile. (A criterion filter after
+//! `--` only selects what is timed: fixtures and the checked first run of every operation
+//! still happen.)
 //!
 //! ```sh
 //! cargo bench -p medchain-bench --bench gpu
-//! MEDCHAIN_GPU_BENCH_MAX=1024 cargo bench -p medchain-bench --bench gpu -- sha256
+//! MEDCHAIN_GPU_BENCH_MAX=1024 MEDCHAIN_GPU_BENCH_OPS=sha256-64,sha256-512,merkle \
+//!     cargo bench -p medchain-bench --bench gpu
 //! ```
 
 use bench::gpu::{compare, run_cpu, Fixtures, Input, Kernels, Op};
@@ -124,7 +129,14 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
         .configure_from_args();
-    for op in Op::ALL {
+    let ops: Vec<Op> = match std::env::var("MEDCHAIN_GPU_BENCH_OPS") {
+        Ok(v) => v
+            .split(',')
+            .map(|name| Op::parse(name).unwrap_or_else(|| panic!("MEDCHAIN_GPU_BENCH_OPS: unknown operation {name:?}")))
+            .collect(),
+        Err(_) => Op::ALL.to_vec(),
+    };
+    for op in ops {
         bench_op(&mut c, &kernels, op, cap);
     }
     c.final_summary();

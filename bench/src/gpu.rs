@@ -8,8 +8,9 @@
 //!   the adapter has them);
 //! - **CPU**: wall time of `engine::verifier::CpuVerifier` (rayon, every core).
 //!
-//! Every GPU output is compared with the CPU's; a difference aborts the run with
-//! [`BenchError::Mismatch`] (a wrong answer is never reported as a speed). Ed25519 batches of up to
+//! Every GPU output is compared with the CPU's; a difference stops that operation, drops all its
+//! figures and sets [`OpReport::mismatch`] (a wrong answer is never reported as a speed; the CLI
+//! exits with an error status). Ed25519 batches of up to
 //! [`NEGATIVE_CHECK_MAX`] items are also checked with three corrupted items (signature, message,
 //! key), so both backends must reject exactly those. A GPU error (a kernel that is missing, out
 //! of memory, a timeout) is recorded for that operation, whose larger sizes are then skipped; the
@@ -183,11 +184,11 @@ impl Config {
     }
 }
 
-/// Why a run stopped.
+/// Why a run or an operation stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// The GPU computed something other than the CPU: the kernel is wrong, and no figure is
-    /// reported for it.
+    /// The GPU computed something other than the CPU: the kernel is wrong. [`run`] records it
+    /// in [`OpReport::mismatch`] and reports no figure for that operation.
     #[error("GPU/CPU MISMATCH in {op} at batch {n}: {detail}")]
     Mismatch {
         /// The operation.
@@ -316,6 +317,9 @@ pub struct OpReport {
     pub crossover_kernel: Option<usize>,
     /// The first GPU error (kernel not built, out of memory, timeout, …), with its batch size.
     pub error: Option<String>,
+    /// Set when the GPU computed something other than the CPU: the kernel is wrong, and
+    /// `points` is then empty (a wrong answer is never reported as a speed).
+    pub mismatch: Option<String>,
     /// Batches checked with corrupted items on both backends (Ed25519 only).
     pub negative_checks: usize,
     /// Seconds spent building this operation's GPU pipelines (shader compilation), before any
@@ -416,6 +420,13 @@ pub struct Report {
     pub ops: Vec<OpReport>,
     /// Seconds the whole run took, fixtures included.
     pub elapsed_s: f64,
+}
+
+impl Report {
+    /// Every GPU/CPU mismatch, as `op: detail`.
+    pub fn mismatches(&self) -> Vec<String> {
+        self.ops.iter().filter_map(|o| o.mismatch.as_ref().map(|m| format!("{}: {m}", o.op))).collect()
+    }
 }
 
 /// The warning printed for a software adapter.
@@ -803,6 +814,7 @@ pub fn run(kernels: &Kernels, cfg: &Config, events: &mut dyn FnMut(Event)) -> Re
             crossover: None,
             crossover_kernel: None,
             error: None,
+            mismatch: None,
             negative_checks: 0,
             gpu_setup_s: 0.0,
         };
@@ -832,27 +844,41 @@ pub fn run(kernels: &Kernels, cfg: &Config, events: &mut dyn FnMut(Event)) -> Re
                 Op::MerkleRoot => Input::Merkle(&refs[..n]),
                 Op::Ed25519Verify => Input::Verify(&items[..n]),
             };
-            let failed = match measure_point(op, kernels, &cpu, &input, cfg)? {
+            let outcome = measure_point(op, kernels, &cpu, &input, cfg).and_then(|r| match r {
                 PointResult::Measured(p) => {
                     rep.points.push(p);
                     if op == Op::Ed25519Verify && n <= NEGATIVE_CHECK_MAX {
-                        match negative_check(kernels, &cpu, &items[..n])? {
+                        Ok(match negative_check(kernels, &cpu, &items[..n])? {
                             Ok(()) => {
                                 rep.negative_checks += 1;
                                 None
                             }
                             Err(e) => Some(format!("batch {n}, corrupted items: {e}")),
-                        }
+                        })
                     } else {
-                        None
+                        Ok(None)
                     }
                 }
                 PointResult::GpuFailed(p, e) => {
                     rep.points.push(p);
-                    Some(format!("batch {n}: {e}"))
+                    Ok(Some(format!("batch {n}: {e}")))
+                }
+            });
+            events(Event::Done { op, n });
+            let failed = match outcome {
+                Ok(failed) => failed,
+                Err(e) => {
+                    // A wrong answer: no figure of this operation is reported.
+                    warnings.push(format!("{op}: {e}; no figures reported for {op}"));
+                    rep.mismatch = Some(e.to_string());
+                    rep.points.clear();
+                    let left = sizes.len() - idx - 1;
+                    if left > 0 {
+                        events(Event::Skipped { op, points: left });
+                    }
+                    break;
                 }
             };
-            events(Event::Done { op, n });
             if let Some(e) = failed {
                 warnings.push(format!("{op}: GPU failed at {e}; larger batches skipped"));
                 rep.error = Some(e);
@@ -872,6 +898,22 @@ pub fn run(kernels: &Kernels, cfg: &Config, events: &mut dyn FnMut(Event)) -> Re
                 })
                 .collect()
         };
+        let odd: Vec<String> = rep
+            .points
+            .iter()
+            .filter(|p| match (&p.gpu_kernel, &p.gpu_e2e) {
+                (Some(k), Some(e)) => k.median_s > e.median_s * 1.05,
+                _ => false,
+            })
+            .map(|p| thousands(p.n))
+            .collect();
+        if !odd.is_empty() {
+            warnings.push(format!(
+                "{op}: the kernel-only time exceeds the end-to-end time at batch {}: this adapter's timestamp \
+                 queries do not time kernels alone, read the kernel-only figures with care",
+                odd.join(", ")
+            ));
+        }
         rep.crossover = crossover(&faster(false));
         rep.crossover_kernel = crossover(&faster(true));
         ops.push(rep);
@@ -1020,8 +1062,14 @@ pub fn render_tables(r: &Report) -> String {
                 p.ratio_kernel.map(|x| format!("{x:.2}×")).unwrap_or_else(dash),
             );
         }
+        if let Some(m) = &op.mismatch {
+            let _ = writeln!(s, "| WRONG RESULTS, no figures | | | | | | | |");
+            let _ = writeln!(s);
+            let _ = writeln!(s, "ERROR: {m}");
+            continue;
+        }
         if op.points.is_empty() {
-            let _ = writeln!(s, "| (no batch size within the cap) | | | | | | | |");
+            let _ = writeln!(s, "| (none measured) | | | | | | | |");
         }
         let _ = writeln!(s);
         let cross = |c: Option<usize>| c.map(|n| format!("from {} {}", thousands(n), op.item));
@@ -1101,7 +1149,11 @@ pub fn plot_svg(r: &Report, path: &Path) -> Result<(), String> {
         let caption = format!("{}: {}", op.op, op.description);
         if all.is_empty() {
             let area = area.titled(&caption, ("sans-serif", 14)).map_err(e)?;
-            let why = op.error.as_deref().unwrap_or("no batch size within the cap");
+            let why = match (&op.mismatch, &op.error) {
+                (Some(_), _) => "GPU/CPU MISMATCH: wrong results, no figures",
+                (None, Some(e)) => e.as_str(),
+                (None, None) => "no batch size within the cap",
+            };
             let why: String = why.chars().take(70).collect();
             area.draw(&Text::new(format!("no data: {why}"), (20, 40), ("sans-serif", 13).into_font().color(&RED)))
                 .map_err(e)?;
