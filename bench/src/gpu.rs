@@ -1204,6 +1204,15 @@ pub fn plot_svg(r: &Report, path: &Path) -> Result<(), String> {
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
             chart.draw_series(pts.iter().map(|&(x, y)| Circle::new((x, y), 3, color.filled()))).map_err(e)?;
         }
+        let note = match (&op.mismatch, &op.error) {
+            (Some(_), _) => Some("GPU/CPU MISMATCH: wrong results, no figures".to_string()),
+            (None, Some(e)) => Some(format!("GPU failed at {e}")),
+            (None, None) => None,
+        };
+        if let Some(note) = note {
+            let note: String = note.chars().take(80).collect();
+            area.draw(&Text::new(note, (80, 30), ("sans-serif", 12).into_font().color(&RED))).map_err(e)?;
+        }
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
