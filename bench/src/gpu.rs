@@ -988,6 +988,15 @@ pub fn human_time(s: f64) -> String {
     }
 }
 
+/// A GPU/CPU ratio with two significant digits below 1: 0.16×, 0.0013×, 2.50×.
+pub fn ratio(x: f64) -> String {
+    if !(x.is_finite() && x > 0.0) {
+        return format!("{x}×");
+    }
+    let decimals = (1 - x.log10().floor() as i32).clamp(2, 9) as usize;
+    format!("{x:.decimals$}×")
+}
+
 /// `n` with thousands separators.
 pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
@@ -1058,8 +1067,8 @@ pub fn render_tables(r: &Report) -> String {
                 e2e_t,
                 e2e_r,
                 p.gpu_kernel.as_ref().map(|t| si(t.items_per_s)).unwrap_or_else(dash),
-                p.ratio_e2e.map(|x| format!("{x:.2}×")).unwrap_or_else(dash),
-                p.ratio_kernel.map(|x| format!("{x:.2}×")).unwrap_or_else(dash),
+                p.ratio_e2e.map(ratio).unwrap_or_else(dash),
+                p.ratio_kernel.map(ratio).unwrap_or_else(dash),
             );
         }
         if let Some(m) = &op.mismatch {
@@ -1294,6 +1303,10 @@ mod tests {
         assert_eq!(thousands(1_048_576), "1,048,576");
         assert_eq!(thousands(64), "64");
         assert_eq!(human_time(0.0123), "12.30 ms");
+        assert_eq!(ratio(0.1612), "0.16×");
+        assert_eq!(ratio(0.000334), "0.00033×");
+        assert_eq!(ratio(2.5), "2.50×");
+        assert_eq!(ratio(31.4159), "31.42×");
     }
 
     #[test]
