@@ -1,18 +1,38 @@
 //! Batch Ed25519 verification with ZIP-215 rules on the GPU (`wgsl/ed25519.wgsl`).
 //!
-//! One shader invocation checks one signature from start to end: S < ℓ, SHA-512 of
-//! R ‖ A ‖ M reduced mod ℓ, decompression of A and R accepting non-canonical encodings, and the
-//! cofactored equation [8]([S]B − [k]A − R) = 0, exactly as `ed25519-consensus` 2.x
+//! Each signature is checked by one shader lane from start to end: S < ℓ, SHA-512 of R ‖ A ‖ M
+//! reduced mod ℓ, decompression of A and R accepting non-canonical encodings, and the cofactored
+//! equation `[8]([S]B − [k]A − R) = 0`, exactly as `ed25519-consensus` 2.x
 //! `VerificationKey::verify` decides. The verdicts are the single-item verdicts.
 //!
+//! Design (details in the shader's comments):
+//! - field elements mod 2^255 − 19 are 20 limbs of 13 bits in u32 (products and their column
+//!   sums fit in 32 bits; the bounds are written out in the shader); SHA-512 uses (lo, hi) u32
+//!   pairs; scalars are reduced mod ℓ bit by bit;
+//! - `[k](−A) + [S]B` is one left-to-right pass with shared doublings over signed digits: k in
+//!   radix 16 against a per-lane table of `[0..=8](−A)`, S in radix 256 against a host-computed
+//!   table of `[0..=128]B` in affine Niels form; −R is added last, then three doublings;
+//! - all curve arithmetic (decompression, the table, the scalar multiplication, the final check)
+//!   is one straight-line program of field operations generated here (`curve_program`,
+//!   following curve25519-dalek's formulas) and run by a small interpreter loop in the shader.
+//!   Every lane runs the same instruction sequence (no divergence), and the shader has a single
+//!   call site for each field operation, so it compiles in seconds even on llvmpipe (written
+//!   out as code, the ~2,000 field products per signature took minutes). The interpreter's
+//!   registers live in a lane-interleaved storage buffer;
+//! - the work is cut into steps, one dispatch each (hashing, finishing the scalars, then 512
+//!   instructions at a time), with the state in that buffer. Steps keep each dispatch short, and
+//!   are needed on llvmpipe, which gives an invocation 65,535 loop iterations in all and then
+//!   silently leaves loops; each step checks afterwards that its budget held, and a lane whose
+//!   step overran gives no verdict (the call fails; it never answers wrongly).
+//!
 //! Host side:
-//! - the pipeline and a read-only table of constants (SHA-512 round constants, ℓ, d, 2d, √−1 and
-//!   [j]B for j = 0..=128 in affine Niels form) are created once in [`GpuEd25519::new`]; the table
-//!   is computed here with exact integers ([`num_bigint`]), not copied from elsewhere;
+//! - the pipeline and a read-only buffer of constants (SHA-512 round constants, ℓ, d, 2d, √−1,
+//!   the basepoint table and the curve program) are created once in [`GpuEd25519::new`]; the
+//!   constants are computed here with exact integers ([`num_bigint`]), not copied from elsewhere;
 //! - a batch is packed into records S ‖ R ‖ A ‖ M (word aligned) plus one (offset, length) span
 //!   per item, and split into chunks that respect the adapter's binding-size and dispatch
 //!   limits; up to [`IN_FLIGHT`] chunks are queued at once, each in its own set of buffers, so
-//!   packing and uploading one chunk overlaps the kernel of the previous ones; buffer sets are
+//!   packing and uploading one chunk overlaps the kernel of the previous one; buffer sets are
 //!   kept in a pool and reused (grown when too small) by later calls;
 //! - the kernel writes 1 (valid) or 2 (invalid) per item into a buffer cleared to 0 first; any
 //!   other value read back is a [`GpuError`], never a verdict.
@@ -30,8 +50,8 @@ pub const WORKGROUP_SIZE: u32 = 64;
 /// Chunks queued on the GPU at once by one call, each with its own buffers.
 pub const IN_FLIGHT: usize = 2;
 
-/// Default cap on the items of one chunk (one dispatch). Each item needs [`SCRATCH_BYTES_PER_ITEM`]
-/// of scratch registers, so a full chunk's buffers take about 50 MiB.
+/// Default cap on the items of one chunk (one series of dispatches). Each item needs
+/// [`SCRATCH_BYTES_PER_ITEM`] of scratch, so a full chunk's buffers take about 50 MiB.
 pub const DEFAULT_CHUNK_ITEMS: usize = 1 << 14;
 
 /// Scratch bytes per item: the interpreter's registers (10 words each) and the state kept
@@ -46,7 +66,7 @@ const SW_STATE: u64 = 792;
 /// far below llvmpipe's budget of 65,535 loop iterations per invocation (see the shader), which
 /// the shader also checks; on a GPU they only set how many dispatches a chunk takes.
 const BLOCKS_PER_STEP: u32 = 64;
-const INSTRS_PER_STEP: u32 = 256;
+const INSTRS_PER_STEP: u32 = 512;
 
 /// Iterations of the shader's end-of-step check loop.
 const SENTINEL: u32 = 3;
