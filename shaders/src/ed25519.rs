@@ -706,7 +706,7 @@ fn constants_table() -> Vec<u32> {
 
 // ---------------------------------------------------------------------------------------------
 // The curve program: everything after the scalars, as field operations for the shader's
-// interpreter (see the comment above `verify_one` in ed25519.wgsl for the instruction set).
+// interpreter (see "The curve part" in ed25519.wgsl for the instruction set).
 // ---------------------------------------------------------------------------------------------
 
 /// Interpreter operations (must match the `OP_*` constants in ed25519.wgsl).

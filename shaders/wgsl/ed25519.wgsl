@@ -48,7 +48,7 @@
 //
 // Multiplication bound: a column of the schoolbook product has at most 20 terms, each
 // ≤ 8447² < 2^26.09, so a column is < 2^30.42, and adding the carry from the previous column
-// (< 2^19.5) stays far below 2^32: no u32 overflow anywhere. The 39 columns are carried into
+// (< 2^17.5) stays far below 2^32: no u32 overflow anywhere. The 39 columns are carried into
 // 13-bit limbs h[0..39]; the product is < 2^510.01, so h[20..39] (the part ≥ 2^260) are each
 // < 2^13. With 2^260 = 32·2^255 ≡ 32·19 = 608 (mod p), r[i] = h[i] + 608·h[20+i] < 2^22.3.
 //
@@ -456,8 +456,9 @@ fn add_recode_bias(x: array<u32, 8>, c: u32) -> array<u32, 8> {
 // Decompressing A and R, the table of multiples of -A, the double-scalar multiplication and
 // the final cofactored identity check are one straight-line program of field operations that
 // the host generates (ed25519.rs, `curve_program`, following curve25519-dalek's formulas) and
-// stores in `consts`. Every invocation runs the same program, so the lanes of a SIMD group
-// never diverge, and `fe_mul` and `fe_sq` each have a single call site: shader compilers inline
+// stores in `consts`. Every invocation runs the same instructions (no data-dependent control
+// flow in the curve work, so SIMD lanes stay together), and `fe_mul` and `fe_sq` each have a
+// single call site: shader compilers inline
 // every function at every call site, and with ~2,000 field products per signature written as
 // code the shader would take minutes to compile (on llvmpipe) instead of seconds.
 //
@@ -468,7 +469,7 @@ fn add_recode_bias(x: array<u32, 8>, c: u32) -> array<u32, 8> {
 //   bits 0..3 op, 4..10 d, 11..17 a, 18..24 b, 25..31 e.
 // Ops (register numbers are d, a, b, e; `ok` starts true and only ever becomes false):
 //   MUL    d ← a·b
-//   SQR    d ← a^(2^b)                     (b squarings, b ≥ 1)
+//   SQR    d ← a²
 //   ADD    d ← a + b
 //   SUB    d ← a - b
 //   COPY   d ← a
@@ -478,9 +479,10 @@ fn add_recode_bias(x: array<u32, 8>, c: u32) -> array<u32, 8> {
 //          digit selects the negated entry (Y+X and Y-X swapped, 2dT negated).
 //   SQRT   a ← d if b ≡ -e; ok ← ok ∧ (b ≡ e ∨ b ≡ -e). With a = r, d = r·√-1, b = v·r², e = u:
 //          the end of sqrt_ratio_i(u, v) (r is a root of u/v iff v·r² = u; r·√-1 is iff v·r² = -u).
-//   SIGN   d ← -a if the sign of a equals the sign bit of encoding b (0: A, 1: R), else a.
-//          With a = |x| or -|x| this yields -x for the encoded x (dalek's sign rule), since
-//          both points are used negated.
+//   SIGN   d ← -a if the sign of a (the low bit of its canonical value) equals the sign bit of
+//          encoding b (0: A, 1: R), else a. For a = r, a square root of u/v, this is -x for
+//          the x that decompression picks (the root whose sign is the sign bit; -0 = 0): the
+//          program works with -A and -R.
 //   IDENT  ok ← ok ∧ (d ≡ 0) ∧ (a ≡ b): (X : Y : Z) is the identity.
 // Unknown ops clear `ok`, so a corrupted program can only reject.
 // ---------------------------------------------------------------------------------------------
