@@ -50,6 +50,9 @@ pub const WORKGROUP_SIZE: u32 = 64;
 /// Chunks queued on the GPU at once by one call, each with its own buffers.
 pub const IN_FLIGHT: usize = 2;
 
+/// Buffer sets kept for later calls (two calls' worth).
+const MAX_POOLED: usize = 2 * IN_FLIGHT;
+
 /// Default cap on the items of one chunk (one series of dispatches). Each item needs
 /// [`SCRATCH_BYTES_PER_ITEM`] of scratch, so a full chunk's buffers take about 50 MiB.
 pub const DEFAULT_CHUNK_ITEMS: usize = 1 << 14;
@@ -245,8 +248,11 @@ impl GpuEd25519 {
         };
         let result = self.run(items, &mut slots);
         if result.is_ok() {
-            // Buffers of a failed call may be mapped or half-written: only clean ones go back.
-            self.pool.lock().extend(slots);
+            // Buffers of a failed call may be mapped or half-written: only clean ones go back,
+            // and no more than concurrent calls are likely to need.
+            let mut pool = self.pool.lock();
+            pool.extend(slots);
+            pool.truncate(MAX_POOLED);
         }
         result
     }
