@@ -99,7 +99,7 @@ pub fn create(
     consortium::ensure_fresh(dir)?;
     let chain_id = match chain_id {
         Some(c) => ChainId::new(c)?,
-        None => ChainId::new(format!("medchain-{}", hex::encode(consortium::random_key().seed()[..4].to_vec())))?,
+        None => ChainId::new(format!("medchain-{}", hex::encode(&consortium::random_key().seed()[..4])))?,
     };
     std::fs::create_dir_all(dir.join("ca")).with_context(|| format!("cannot create {}", dir.display()))?;
 

@@ -56,6 +56,9 @@ pub struct ReplicaConfig {
 }
 
 /// What the driver feeds the replica.
+// Events are handled one at a time and most are messages: boxing the large variant would add an
+// allocation per message to save stack space nobody holds on to.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Event {
     /// A message from a peer whose signatures (its own, nested ones, and those of any

@@ -1211,7 +1211,7 @@ impl<S: Storage> Replica<S> {
         self.next_seq = self.next_seq.max(height + 1);
         let digest = cb.block.hash();
         out.push(Action::Committed { block: cb, receipts });
-        if height % self.interval == 0 {
+        if height.is_multiple_of(self.interval) {
             let cp = self.sign(Message::Checkpoint(Checkpoint { seq: height, digest }));
             self.my_checkpoint = Some(cp.clone());
             self.record_checkpoint(self.cfg.me, cp.clone());

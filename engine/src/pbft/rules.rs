@@ -196,7 +196,7 @@ pub fn check_checkpoint_proof(cp: &Checkpoint, proof: &[SignedMessage], genesis:
         }
         return Ok(());
     }
-    if cp.seq % genesis.body.params.checkpoint_interval != 0 {
+    if !cp.seq.is_multiple_of(genesis.body.params.checkpoint_interval) {
         return Err(MessageError::BadCheckpoint(format!("seq {} is not a checkpoint", cp.seq)));
     }
     let n = genesis.body.validators.len();
