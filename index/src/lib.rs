@@ -1,6 +1,15 @@
-//! The encrypted keyword index of medchain on tantivy: label derivation, the index as a view of
-//! committed blocks, trapdoor queries. The only crate that will touch tantivy.
+//! The encrypted keyword index of medchain (DESIGN.md §6): keyword extraction from FHIR R4
+//! resources, per-(field, value, epoch) keys and counter labels on the writer's side, and (to
+//! come) the tantivy index as a view of committed blocks with trapdoor queries. The only crate
+//! that will touch tantivy.
 //!
-//! Not built yet: this crate is the home of the encrypted-search issue. Until then
-//! `AnchorRecord::index_labels` is carried on chain as opaque bytes.
+//! - [`term`]: a search term (field, value) and its priority;
+//! - [`keywords`]: FHIR R4 resources to terms (coded terms with ICD-10 ancestors, date buckets,
+//!   age bands, value bands, normalised free text);
+//! - [`labels`]: the writer side: keys, counters kept durably without plaintext, exactly P labels
+//!   per record.
 #![forbid(unsafe_code)]
+
+pub mod keywords;
+pub mod labels;
+pub mod term;

@@ -1,0 +1,1 @@
+//! The writer side of the index: keys, counters and labels. (Being written.)
