@@ -1,1 +1,0 @@
-//! The writer side of the index: keys, counters and labels. (Being written.)
