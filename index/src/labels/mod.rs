@@ -220,14 +220,17 @@ impl<S: CounterStore> LabelWriter<S> {
     }
 }
 
+/// A distinct (field, value) pair of a record.
+type TermPair<'a> = (&'a str, &'a str);
+
 /// The distinct (field, value) pairs of `terms` to label, at most `p`, in a deterministic
 /// order, and how many were dropped. A pair listed with several priorities counts once, at its
 /// highest.
-fn select_terms(terms: &[Term], p: usize, overflow: Overflow) -> Result<(Vec<(&str, &str)>, usize), LabelError> {
+fn select_terms(terms: &[Term], p: usize, overflow: Overflow) -> Result<(Vec<TermPair<'_>>, usize), LabelError> {
     if terms.len() > RECORD_TERMS_MAX {
         return Err(LabelError::TermsOverLimit { terms: terms.len() });
     }
-    let mut distinct: BTreeMap<(&str, &str), u8> = BTreeMap::new();
+    let mut distinct: BTreeMap<TermPair<'_>, u8> = BTreeMap::new();
     for term in terms {
         let priority = distinct.entry((term.field.as_str(), term.value.as_str())).or_insert(term.priority);
         *priority = (*priority).max(term.priority);
@@ -239,10 +242,10 @@ fn select_terms(terms: &[Term], p: usize, overflow: Overflow) -> Result<(Vec<(&s
         Overflow::Refuse => Err(LabelError::TooManyTerms { terms: distinct.len(), p }),
         Overflow::DropLowestPriority => {
             let total = distinct.len();
-            let mut ranked: Vec<((&str, &str), u8)> = distinct.into_iter().collect();
+            let mut ranked: Vec<(TermPair<'_>, u8)> = distinct.into_iter().collect();
             // Highest priority first; ties by (field, value) ascending: the BTreeMap order,
             // kept by the stable sort.
-            ranked.sort_by(|a, b| b.1.cmp(&a.1));
+            ranked.sort_by_key(|&(_, priority)| std::cmp::Reverse(priority));
             ranked.truncate(p);
             Ok((ranked.into_iter().map(|(pair, _)| pair).collect(), total - p))
         }
