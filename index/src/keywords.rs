@@ -1,1 +1,0 @@
-//! FHIR R4 resources to search terms. (Being written.)
