@@ -7,9 +7,14 @@
 //! - [`keywords`]: FHIR R4 resources to terms (coded terms with ICD-10 ancestors, date buckets,
 //!   age bands, value bands, normalised free text);
 //! - [`labels`]: the writer side: keys, counters kept durably without plaintext, exactly P labels
-//!   per record.
+//!   per record;
+//! - [`query`]: the researcher's boolean query language, its terms, and a plaintext evaluator
+//!   (the reference the encrypted search must agree with);
+//! - [`view`]: the tantivy index as a view of committed blocks, resumable and rebuildable.
 #![forbid(unsafe_code)]
 
 pub mod keywords;
 pub mod labels;
+pub mod query;
 pub mod term;
+pub mod view;

@@ -1,0 +1,1 @@
+//! The researcher query language. (Being written.)

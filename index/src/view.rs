@@ -1,0 +1,1 @@
+//! The tantivy index as a view of committed blocks. (Being written.)
