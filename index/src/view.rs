@@ -1,7 +1,7 @@
 //! The tantivy index as a view of committed blocks (DESIGN.md §6).
 //!
 //! Each node keeps, in a folder of its own, a tantivy index with one document per
-//! [`AnchorRecord`] whose transaction was *applied* (a transaction that a block includes but the
+//! [`AnchorRecord`](engine::tx::AnchorRecord) whose transaction was *applied* (a transaction that a block includes but the
 //! state machine rejected is never indexed). The index is derived from the chain only: it is
 //! filled block by block in height order ([`IndexView::apply_blocks`]), committed once per batch
 //! with the height and hash of the batch's last block as the tantivy commit payload, so that a
@@ -24,7 +24,7 @@
 //! # Invariant: no plaintext keywords
 //!
 //! The view only ever sees what the chain carries: the labels are the opaque 16-byte values of
-//! [`AnchorRecord::index_labels`], keyed HMACs that the writer derived; keywords, keys and
+//! [`AnchorRecord::index_labels`](engine::tx::AnchorRecord::index_labels), keyed HMACs that the writer derived; keywords, keys and
 //! trapdoors never reach this module, and nothing here derives or stores them. What a copy of the
 //! folder leaks is what the chain already leaks (record count, writer, block, P, public metadata).
 //! Searching takes labels that the caller expanded from trapdoors ([`IndexView::find_labels`],
@@ -195,8 +195,8 @@ pub struct BlockRecords {
 
 impl BlockRecords {
     /// Extracts the applied [`AnchorRecord`](engine::tx::AnchorRecord)s of a committed block.
-    /// `receipts` must be the block's receipts: one per transaction, naming it; a mismatch is an
-    /// error rather than a guess about which transactions were applied.
+    /// `receipts` must be the block's receipts: one per transaction, and each anchor's receipt must
+    /// name it; a mismatch is an error rather than a guess about which transactions were applied.
     pub fn from_committed(committed: &CommittedBlock, receipts: &[Receipt]) -> Result<Self, ViewError> {
         let block = &committed.block;
         let height = block.header.height;
