@@ -398,7 +398,7 @@ fn lex(input: &str) -> Result<Vec<Token>, QueryError> {
                     out.push(token);
                     continue;
                 }
-                let word_len = rest.find(|c: char| !is_bare(c)).unwrap_or(rest.len());
+                let word_len = rest.find(|c: char| !is_bare(c)).unwrap_or(rest.len()).max(c.len_utf8());
                 let word = &rest[..word_len];
                 let tok = match word.to_ascii_uppercase().as_str() {
                     "AND" => Tok::And,

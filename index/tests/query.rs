@@ -343,6 +343,7 @@ fn errors_name_the_offset() {
     assert_eq!(err("text:\"abc").0, 5);
     assert_eq!(err("text:\"abc").1, QueryErrorKind::UnterminatedQuote);
     assert_eq!(err("text:\"abc\"def").0, 5);
+    assert_eq!(err("year:2024 \"x\"").2, "expected a predicate (field:value) or an operator, found `\"` at 10");
     assert_eq!(err("").1, QueryErrorKind::Empty);
     assert_eq!(err(" \t\n").1, QueryErrorKind::Empty);
     assert_eq!(
