@@ -108,11 +108,7 @@ impl Client {
             bail!("batch submission refused ({status}): {}", r.text().await.unwrap_or_default());
         }
         let res: BatchResult = r.json().await?;
-        Ok(res
-            .results
-            .into_iter()
-            .filter_map(|i| i.error.map(|e| (i.id.unwrap_or_default(), e.message)))
-            .collect())
+        Ok(res.results.into_iter().filter_map(|i| i.error.map(|e| (i.id.unwrap_or_default(), e.message))).collect())
     }
 
     /// `pending`, `committed`, `rejected` or `unknown`.

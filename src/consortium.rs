@@ -101,7 +101,8 @@ impl Consortium {
 /// Reads and checks a genesis file.
 pub fn read_genesis(path: &Path) -> Result<Genesis> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read the genesis {}", path.display()))?;
-    let g: Genesis = codec::decode(&bytes, 1 << 20).with_context(|| format!("{} is not a valid genesis", path.display()))?;
+    let g: Genesis =
+        codec::decode(&bytes, 1 << 20).with_context(|| format!("{} is not a valid genesis", path.display()))?;
     g.verify().with_context(|| format!("{} fails verification", path.display()))?;
     Ok(g)
 }

@@ -9,8 +9,7 @@ fn ed25519(c: &mut Criterion) {
     let mut g = c.benchmark_group("ed25519_verify_cpu");
     for n in [1usize, 64, 1024, 8192] {
         let items = bench::signed_items(n, 600);
-        let refs: Vec<VerifyItem<'_>> =
-            items.iter().map(|(m, k, s)| VerifyItem { msg: m, key: k, sig: s }).collect();
+        let refs: Vec<VerifyItem<'_>> = items.iter().map(|(m, k, s)| VerifyItem { msg: m, key: k, sig: s }).collect();
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &refs, |b, refs| {
             b.iter(|| {

@@ -127,10 +127,7 @@ impl Genesis {
             ));
         }
         if p.block_txs_max == 0 || p.block_txs_max as usize > crate::limits::BLOCK_TXS_MAX {
-            return Err(GenesisError::BadParams(format!(
-                "block_txs_max must be 1..={}",
-                crate::limits::BLOCK_TXS_MAX
-            )));
+            return Err(GenesisError::BadParams(format!("block_txs_max must be 1..={}", crate::limits::BLOCK_TXS_MAX)));
         }
         Ok(())
     }

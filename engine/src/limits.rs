@@ -38,6 +38,4 @@ pub const TX_SIGNATURES_MAX: usize = 2;
 const _: () = assert!(TX_BYTES_MAX * 2 <= BLOCK_BYTES_MAX);
 const _: () = assert!(BLOCK_BYTES_MAX * 4 <= MESSAGE_BYTES_MAX);
 const _: () = assert!(VALIDATORS_MAX <= u16::MAX as usize);
-const _: () = assert!(
-    INDEX_LABELS_MAX * 16 + ENCRYPTED_KEY_BYTES_MAX + LOCATOR_BYTES_MAX + 1024 <= TX_BYTES_MAX
-);
+const _: () = assert!(INDEX_LABELS_MAX * 16 + ENCRYPTED_KEY_BYTES_MAX + LOCATOR_BYTES_MAX + 1024 <= TX_BYTES_MAX);

@@ -138,10 +138,7 @@ mod tests {
     #[test]
     fn empty_and_single() {
         let empty: [&[u8]; 0] = [];
-        assert_eq!(
-            root(&empty).to_hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(root(&empty).to_hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(root(&[b"x"]), leaf_hash(b"x"));
     }
 

@@ -6,7 +6,7 @@
 //! canonical encoding; signatures are not part of the id, so re-encoding a signature cannot make
 //! a second id for the same transaction.
 
-use crate::codec::{self, sha256, Digest, DecodeError};
+use crate::codec::{self, sha256, DecodeError, Digest};
 use crate::crypto::{signing_bytes, ChainId, Domain, PublicKey, Signature, SigningKey};
 use crate::limits::TX_BYTES_MAX;
 use serde::{Deserialize, Serialize};

@@ -79,7 +79,10 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
     let validators = 4;
     let auditors = 1;
     let addrs = free_addrs(validators + auditors)?;
-    say(args.json, format!("creating a consortium of {validators} validators and {auditors} auditor in {}", dir.display()));
+    say(
+        args.json,
+        format!("creating a consortium of {validators} validators and {auditors} auditor in {}", dir.display()),
+    );
     let c = crate::cli::init::create(dir, validators, auditors, None, &addrs)?;
     let exe = std::env::current_exe().context("cannot find this program's path to start the nodes")?;
     let mut nodes = Nodes { exe, children: c.nodes.iter().map(|_| None).collect(), consortium: c.clone() };
@@ -103,7 +106,13 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
     };
     say(args.json, format!("load: {} tx/s for {} s over all validators", args.rate, args.duration));
     let load_all_up = run_load(&c, &load(args.duration)).await?;
-    say(args.json, format!("  committed {} tx, {:.0} tx/s, p50 {:.0} ms", load_all_up.committed, load_all_up.committed_tps, load_all_up.p50_ms));
+    say(
+        args.json,
+        format!(
+            "  committed {} tx, {:.0} tx/s, p50 {:.0} ms",
+            load_all_up.committed, load_all_up.committed_tps, load_all_up.p50_ms
+        ),
+    );
 
     let victim = validators - 1;
     let victim_name = c.nodes[victim].name.clone();
@@ -122,7 +131,13 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
     let first = clients[victim].wait_ready(Duration::from_secs(60)).await?;
     let caught_up = wait_height(&clients[victim], target, Duration::from_secs(120)).await?;
     let catch_up_ms = restarted_at.elapsed().as_millis() as u64;
-    say(args.json, format!("  {victim_name} restarted at height {} and caught up to {caught_up} in {catch_up_ms} ms", first.height));
+    say(
+        args.json,
+        format!(
+            "  {victim_name} restarted at height {} and caught up to {caught_up} in {catch_up_ms} ms",
+            first.height
+        ),
+    );
 
     // Let the auditor reach the same height, then compare heads at the lowest common height.
     let _ = wait_height(&clients[validators], target, Duration::from_secs(60)).await?;

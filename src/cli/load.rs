@@ -133,7 +133,11 @@ pub async fn run_load(consortium: &Consortium, args: &LoadArgs) -> Result<LoadRe
                     sender: key.public(),
                     nonce: start_nonce + 1 + j as u64,
                     expiry_height: height + 10_000,
-                    payload: Payload::Enroll(Enroll { key: k.public(), role, name: format!("synthetic-{}", k.public().short()) }),
+                    payload: Payload::Enroll(Enroll {
+                        key: k.public(),
+                        role,
+                        name: format!("synthetic-{}", k.public().short()),
+                    }),
                 }
                 .sign(&chain, &[&key])
             })
@@ -145,7 +149,9 @@ pub async fn run_load(consortium: &Consortium, args: &LoadArgs) -> Result<LoadRe
         }
         hospitals.push(Hospital { key, node: i, doctors, patients });
     }
-    wait_committed(&clients[0], &enrol_ids, Duration::from_secs(60)).await.context("enrolling synthetic participants")?;
+    wait_committed(&clients[0], &enrol_ids, Duration::from_secs(60))
+        .await
+        .context("enrolling synthetic participants")?;
 
     // 2. Pre-sign every transaction before the clock starts.
     let total = args.rate * args.duration;
@@ -165,7 +171,8 @@ pub async fn run_load(consortium: &Consortium, args: &LoadArgs) -> Result<LoadRe
         .map(|(i, &(h, d, nonce))| {
             let hosp = &hospitals[h];
             let patient = &hosp.patients[i % hosp.patients.len()];
-            let tx = anchor_tx(&chain, &hosp.key.public(), &hosp.doctors[d], patient, nonce, height + 1_000_000, i as u64);
+            let tx =
+                anchor_tx(&chain, &hosp.key.public(), &hosp.doctors[d], patient, nonce, height + 1_000_000, i as u64);
             bar.inc(1);
             (hosp.node, tx)
         })
@@ -176,7 +183,8 @@ pub async fn run_load(consortium: &Consortium, args: &LoadArgs) -> Result<LoadRe
     let submitted_at: Arc<parking_lot::Mutex<HashMap<TxId, Instant>>> = Default::default();
     let start = Instant::now();
     let stats: Arc<parking_lot::Mutex<CommitStats>> = Default::default();
-    let mut tracker = tokio::spawn(track_commits(clients[0].clone(), submitted_at.clone(), total, start, stats.clone()));
+    let mut tracker =
+        tokio::spawn(track_commits(clients[0].clone(), submitted_at.clone(), total, start, stats.clone()));
     let bar = progress_bar(total, "submitting", args.json);
     let tick = Duration::from_millis(10);
     let per_tick = (args.rate as f64 * tick.as_secs_f64()).max(1.0);

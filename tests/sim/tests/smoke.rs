@@ -6,10 +6,6 @@ fn a_few_seeds_pass_and_replay_identically() {
         let a = sim::run(seed, n).unwrap_or_else(|f| panic!("{f}"));
         let b = sim::run(seed, n).unwrap_or_else(|f| panic!("{f}"));
         println!("{a:?}");
-        assert_eq!(
-            format!("{a:?}"),
-            format!("{b:?}"),
-            "seed {seed} must replay identically"
-        );
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "seed {seed} must replay identically");
     }
 }
