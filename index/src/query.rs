@@ -708,17 +708,6 @@ fn single(field: &str, value: String) -> Expr {
     })
 }
 
-/// The field the extractor files a code system's codes under (see `keywords::system_field`).
-fn system_field(system: &str) -> Option<&'static str> {
-    match system {
-        "http://hl7.org/fhir/sid/icd-10" | "http://hl7.org/fhir/sid/icd-10-cm" => Some("icd10"),
-        "http://loinc.org" => Some("loinc"),
-        "http://snomed.info/sct" => Some("snomed"),
-        "http://www.nlm.nih.gov/research/umls/rxnorm" => Some("rxnorm"),
-        _ => None,
-    }
-}
-
 /// A predicate's expression.
 fn resolve(field: &str, quoted: Option<&str>, bare: &str, at: usize) -> Result<Expr, QueryError> {
     let bad = |problem: String| QueryError::new(at, QueryErrorKind::BadValue { field: field.to_owned(), problem });
@@ -776,7 +765,7 @@ fn coded(field: &str, quoted: Option<&str>, bare: &str, at: usize) -> Result<Exp
         if system.is_empty() || c.is_empty() {
             return Err(bad(format!("expected `<system>|<code>`, found `{code}`")));
         }
-        match system_field(system) {
+        match crate::keywords::system_field(system) {
             Some("icd10") => ("icd10", icd10::normalise(c).unwrap_or_else(|| c.to_uppercase())),
             Some(f) => (f, c.to_owned()),
             None => ("code", format!("{system}|{c}")),

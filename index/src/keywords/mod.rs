@@ -425,7 +425,7 @@ impl<'a> Node<'a> {
 }
 
 /// The term field for a code system URI.
-fn system_field(system: &str) -> Option<&'static str> {
+pub(crate) fn system_field(system: &str) -> Option<&'static str> {
     match system {
         "http://hl7.org/fhir/sid/icd-10" | "http://hl7.org/fhir/sid/icd-10-cm" => Some("icd10"),
         "http://loinc.org" => Some("loinc"),
