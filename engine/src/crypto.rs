@@ -74,6 +74,10 @@ pub enum Domain {
     Consensus,
     /// The genesis, signed by the consortium CA.
     Genesis,
+    /// A researcher's request to a hospital's token service for term keys.
+    TokenRequest,
+    /// A doctor's request to its hospital's node for a record's index labels.
+    LabelRequest,
 }
 
 impl Domain {
@@ -83,6 +87,8 @@ impl Domain {
             Domain::Transaction => b"medchain/tx/v1",
             Domain::Consensus => b"medchain/pbft/v1",
             Domain::Genesis => b"medchain/genesis/v1",
+            Domain::TokenRequest => b"medchain/index/token-request/v1",
+            Domain::LabelRequest => b"medchain/index/label-request/v1",
         }
     }
 }
