@@ -10,11 +10,19 @@
 //!   per record;
 //! - [`query`]: the researcher's boolean query language, its terms, and a plaintext evaluator
 //!   (the reference the encrypted search must agree with);
-//! - [`view`]: the tantivy index as a view of committed blocks, resumable and rebuildable.
+//! - [`view`]: the tantivy index as a view of committed blocks, resumable and rebuildable;
+//! - [`search`]: a node's side of a search: term keys expanded into labels, the boolean query
+//!   run on the view;
+//! - [`tokens`]: a hospital's token service: term keys of closed epochs, only for a committed
+//!   `SearchAuthorization` and `SearchLog`;
+//! - [`synth`]: a deterministic generator of realistic FHIR R4 bundles for demos and benchmarks.
 #![forbid(unsafe_code)]
 
 pub mod keywords;
 pub mod labels;
 pub mod query;
+pub mod search;
+pub mod synth;
 pub mod term;
+pub mod tokens;
 pub mod view;

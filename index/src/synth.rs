@@ -1,0 +1,1 @@
+//! Synthetic FHIR R4 bundles (being built).

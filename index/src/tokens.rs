@@ -1,0 +1,1 @@
+//! A hospital's token service (being built).
