@@ -298,6 +298,9 @@ pub struct State {
     audit: BTreeMap<PublicKey, Vec<AuditEvent>>,
     search_authorizations: BTreeMap<TxId, SearchAuthorizationEntry>,
     search_logs: Vec<SearchLogEntry>,
+    /// Position in `search_logs` of each log by its tx id; a function of `search_logs`, so it
+    /// adds nothing to equality.
+    search_log_index: BTreeMap<TxId, usize>,
 }
 
 /// Where a transaction would be applied: the block's height and timestamp.
@@ -335,6 +338,7 @@ impl State {
             audit: BTreeMap::new(),
             search_authorizations: BTreeMap::new(),
             search_logs: Vec::new(),
+            search_log_index: BTreeMap::new(),
         }
     }
 
@@ -432,6 +436,11 @@ impl State {
     /// Every search log, oldest first.
     pub fn search_logs(&self) -> &[SearchLogEntry] {
         &self.search_logs
+    }
+
+    /// A committed search log by its tx id.
+    pub fn search_log(&self, tx: &TxId) -> Option<&SearchLogEntry> {
+        self.search_log_index.get(tx).and_then(|&i| self.search_logs.get(i))
     }
 
     /// Checks `tx` against every rule (see [`State`]) as if it were applied in a block at
@@ -716,6 +725,7 @@ impl State {
                 self.search_authorizations.insert(id, entry);
             }
             Payload::SearchLog(l) => {
+                self.search_log_index.insert(id, self.search_logs.len());
                 self.search_logs.push(SearchLogEntry {
                     tx: id,
                     researcher: sender,
