@@ -65,6 +65,7 @@ async fn main() {
             view_change_timeout_ms,
             pending_txs_max: 50_000,
             gpu: Default::default(),
+            index: Default::default(),
         };
         nodes.push(Node::start(config).await.expect("node starts"));
     }

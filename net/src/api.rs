@@ -40,11 +40,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>, field: Option<&str>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>, field: Option<&str>) -> Self {
         ApiError { status: status.as_u16(), code, message: message.into(), field: field.map(Into::into) }
     }
 
-    fn unavailable() -> Self {
+    pub(crate) fn unavailable() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the node is stopping or has halted", None)
     }
 
@@ -79,6 +79,7 @@ pub(crate) fn router(node: Arc<NodeShared>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
+        .merge(crate::search::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_endpoint", "no such endpoint; see /v1/status", None)
         })
@@ -107,7 +108,7 @@ async fn refuse_announced_oversize(req: axum::extract::Request, next: axum::midd
     next.run(req).await
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "bad_body" };
@@ -115,7 +116,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not the expected JSON: {e}"), None)
     })
@@ -357,7 +358,7 @@ async fn tx_status(State(node): Shared, Path(id): Path<String>) -> Result<Respon
     }
 }
 
-fn storage_error(e: String) -> ApiError {
+pub(crate) fn storage_error(e: String) -> ApiError {
     tracing::error!(error = %e, "storage read failed");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", format!("reading the chain failed: {e}"), None)
 }
@@ -489,6 +490,7 @@ async fn status(State(node): Shared) -> Response {
         "view_changing": s.view_changing,
         "pending_txs": s.pending_txs,
         "peers": node.transport.peers(),
+        "index": node.index.status_json(),
     }))
     .into_response()
 }
@@ -522,6 +524,10 @@ mod tests {
             "/v1/status",
             "/v1/openapi.json",
             "/metrics",
+            "/v1/index/labels",
+            "/v1/index/tokens",
+            "/v1/search",
+            "/v1/researchers/{key}/search-authorizations",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} is not documented");
         }

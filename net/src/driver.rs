@@ -269,6 +269,8 @@ pub(crate) struct DriverContext {
     pub metrics: Arc<Metrics>,
     pub tracker: Arc<TxTracker>,
     pub status: Arc<RwLock<CoreStatus>>,
+    /// Committed blocks' anchors, for the index thread.
+    pub index_feed: std::sync::mpsc::Sender<index::view::BlockRecords>,
 }
 
 impl DriverContext {
@@ -310,6 +312,14 @@ impl DriverContext {
         self.metrics.txs_committed.fetch_add(applied, Ordering::Relaxed);
         self.metrics.txs_rejected.fetch_add(receipts.len() as u64 - applied, Ordering::Relaxed);
         info!(height, txs = receipts.len(), hash = %block.block.hash(), "committed");
+        match index::view::BlockRecords::from_committed(&block, &receipts) {
+            // A closed feed means the node is stopping.
+            Ok(records) => drop(self.index_feed.send(records)),
+            Err(e) => {
+                self.metrics.index_errors.inc("extract");
+                error!(height, error = %e, "cannot index a committed block");
+            }
+        }
         // Validators push each committed block to the auditors, which also poll for it.
         let validators = self.genesis.body.validators.len();
         if (self.me as usize) < validators && !self.genesis.body.auditors.is_empty() {

@@ -1,7 +1,8 @@
 //! medchain's async shell: everything that talks to the outside world.
 //!
 //! Owns the consortium PKI ([`tls`]), QUIC peer links ([`transport`]), the PBFT driver
-//! ([`driver`]) and node assembly ([`node`]), and the HTTP API ([`api`]). It never decides
+//! ([`driver`]) and node assembly ([`node`]), the HTTP API ([`api`]) and the node's encrypted
+//! index ([`search`]). It never decides
 //! anything about the chain: validation and consensus live in `engine`, which this crate feeds
 //! and obeys. This is the only crate that spawns tasks or reads the system clock.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ pub mod driver;
 pub mod limits;
 pub mod metrics;
 pub mod node;
+pub mod search;
 pub mod tls;
 pub mod transport;
 pub mod verify;

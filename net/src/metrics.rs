@@ -76,6 +76,18 @@ pub struct Metrics {
     pub driver_step_ms_max: AtomicU64,
     /// Replica steps that took longer than the slow-step threshold.
     pub driver_slow_steps: LabeledCounter,
+    /// Height the search index has applied.
+    pub index_height: AtomicU64,
+    /// Search index failures, by stage.
+    pub index_errors: LabeledCounter,
+    /// Records labelled for this hospital's doctors.
+    pub index_labelled: AtomicU64,
+    /// Term keys handed out by this hospital's token service.
+    pub index_keys_issued: AtomicU64,
+    /// Token requests refused, by code.
+    pub index_token_refusals: LabeledCounter,
+    /// Searches answered, by outcome.
+    pub searches: LabeledCounter,
     verify_batch_buckets: [AtomicU64; VERIFY_BATCH_BUCKETS.len()],
     verify_batch_count: AtomicU64,
     verify_batch_items: AtomicU64,
@@ -200,6 +212,28 @@ impl Metrics {
             "event",
             &self.driver_slow_steps,
         );
+        gauge(&mut out, "medchain_index_height", "Height the search index has applied.", get(&self.index_height));
+        labeled(&mut out, "medchain_index_errors_total", "Search index failures.", "stage", &self.index_errors);
+        counter(
+            &mut out,
+            "medchain_index_labelled_total",
+            "Records labelled for this hospital's doctors.",
+            get(&self.index_labelled),
+        );
+        counter(
+            &mut out,
+            "medchain_index_keys_issued_total",
+            "Term keys handed out by this hospital's token service.",
+            get(&self.index_keys_issued),
+        );
+        labeled(
+            &mut out,
+            "medchain_index_token_refusals_total",
+            "Token requests refused.",
+            "code",
+            &self.index_token_refusals,
+        );
+        labeled(&mut out, "medchain_searches_total", "Searches answered.", "outcome", &self.searches);
         let _ = writeln!(out, "# HELP medchain_verify_batch_size Signatures per batch verification call.");
         let _ = writeln!(out, "# TYPE medchain_verify_batch_size histogram");
         for (bound, bucket) in VERIFY_BATCH_BUCKETS.iter().zip(&self.verify_batch_buckets) {

@@ -80,6 +80,9 @@ pub struct NodeConfig {
     /// GPU offload of signature checks (`[gpu]`); the CPU alone when absent.
     #[serde(default)]
     pub gpu: GpuConfig,
+    /// The encrypted index (`[index]`): epochs, labels per record, the hospital's index key.
+    #[serde(default)]
+    pub index: crate::search::IndexConfig,
 }
 
 /// Where signature checks run (`[gpu]` in node.toml). The binary turns it into a verifier; the
@@ -235,6 +238,9 @@ impl NodeConfig {
                 *p = base.join(&*p);
             }
         }
+        if let Some(p) = self.index.index_key.as_mut().filter(|p| p.is_relative()) {
+            *p = base.join(&*p);
+        }
     }
 }
 
@@ -299,6 +305,8 @@ pub(crate) struct NodeShared {
     pub verification: Arc<crate::verify::Verification>,
     /// Slots for submissions in decoding and verification (see `HTTP_SUBMISSIONS_CONCURRENT_MAX`).
     pub submissions: Arc<tokio::sync::Semaphore>,
+    /// The search index, and on validators the hospital's label and token services.
+    pub index: Arc<crate::search::NodeIndex>,
 }
 
 impl NodeShared {
@@ -323,6 +331,7 @@ pub struct NodeHandle {
     http_stop: Option<oneshot::Sender<()>>,
     http_task: Option<JoinHandle<()>>,
     driver_thread: Option<std::thread::JoinHandle<()>>,
+    index_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The entry point: [`Node::start`].
@@ -395,6 +404,19 @@ impl Node {
         let status = Arc::new(RwLock::new(core.status()));
 
         let metrics = Arc::new(Metrics::default());
+        // The index catches up before the driver runs, so every later block reaches it by feed.
+        let hospital_key = (role == Role::Validator).then(|| key.public());
+        let index =
+            Arc::new(crate::search::NodeIndex::open(&config.data_dir, &config.index, hospital_key, core.storage())?);
+        metrics.index_height.store(index.indexed_height().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        let (index_feed, index_blocks) = std::sync::mpsc::channel();
+        let index_thread = {
+            let (index, metrics) = (index.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name(format!("index-{}", config.name))
+                .spawn(move || crate::search::run_index_thread(index, index_blocks, metrics))
+                .map_err(NodeError::Thread)?
+        };
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE_MESSAGES_MAX);
         let span = tracing::info_span!("node", name = %config.name);
         let transport = Arc::new(span.in_scope(|| {
@@ -422,6 +444,7 @@ impl Node {
             status: status.clone(),
             verification: verification.clone(),
             submissions: Arc::new(tokio::sync::Semaphore::new(crate::limits::HTTP_SUBMISSIONS_CONCURRENT_MAX)),
+            index,
         });
 
         let driver_ctx = driver::DriverContext {
@@ -432,6 +455,7 @@ impl Node {
             metrics: metrics.clone(),
             tracker: shared.tracker.clone(),
             status,
+            index_feed,
         };
         let driver_span = span.clone();
         let driver_thread = std::thread::Builder::new()
@@ -472,6 +496,7 @@ impl Node {
             http_stop: Some(http_stop),
             http_task: Some(http_task),
             driver_thread: Some(driver_thread),
+            index_thread: Some(index_thread),
         })
     }
 }
@@ -534,6 +559,11 @@ impl NodeHandle {
         }
         let _ = self.shared.driver.send(DriverInput::Shutdown).await;
         if let Some(thread) = self.driver_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        // The driver owned the index feed: with it gone the index thread applies what is queued
+        // and stops, so the index folder is closed before this returns.
+        if let Some(thread) = self.index_thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         self.shared.transport.shutdown().await;
