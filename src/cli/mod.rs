@@ -8,6 +8,7 @@ mod ledger;
 mod load;
 mod node;
 mod sim;
+mod synth;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the deterministic cluster simulator over one or many seeds.
     Sim(sim::SimArgs),
+    /// Generate synthetic, realistic FHIR R4 patient bundles (deterministic from a seed).
+    Synth(synth::SynthArgs),
     /// GPU offload: adapters, crossover, and verification of a file of signatures.
     Gpu {
         #[command(subcommand)]
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(a) => load::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Sim(a) => sim::run(a),
+        Command::Synth(a) => synth::run(a),
         Command::Gpu { command } => gpu::run(command),
         Command::Bench { command } => bench::run(command),
     }
