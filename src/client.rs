@@ -139,3 +139,107 @@ impl Client {
         Ok(r.error_for_status()?.json::<BlockView>().await?.hash)
     }
 }
+
+/// A refusal as a node's API reports it: `{"error":{"code","message","field"}}`.
+#[derive(Deserialize, Debug, Clone)]
+pub struct Refusal {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// What is wrong and what to do.
+    pub message: String,
+    /// The input to fix, when there is one.
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RefusalBody {
+    error: Refusal,
+}
+
+impl Client {
+    /// POSTs `body` as JSON to `path`; a refusal becomes an error naming its code, message and
+    /// field, so the caller can show it as it is.
+    pub async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let r = self.http.post(&url).json(body).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = r.status();
+        let bytes = r.bytes().await.with_context(|| format!("reading the answer of {url}"))?;
+        if !status.is_success() {
+            if let Ok(RefusalBody { error }) = serde_json::from_slice::<RefusalBody>(&bytes) {
+                let field = error.field.as_deref().map(|f| format!(" (field {f})")).unwrap_or_default();
+                bail!("{url} refused ({status}, {}){field}: {}", error.code, error.message);
+            }
+            bail!("{url} answered {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("{url} answered with unexpected JSON"))
+    }
+
+    /// GETs JSON from `path`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let r = self.http.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("{url} answered {status}: {}", r.text().await.unwrap_or_default());
+        }
+        r.json().await.with_context(|| format!("{url} answered with unexpected JSON"))
+    }
+
+    /// Submits one transaction; an immediate refusal is an error with the node's reason.
+    pub async fn submit(&self, tx: &Transaction) -> Result<TxId> {
+        let refused = self.submit_batch(std::slice::from_ref(tx)).await?;
+        if let Some((_, why)) = refused.into_iter().next() {
+            bail!("transaction {} refused: {why}", tx.id());
+        }
+        Ok(tx.id())
+    }
+
+    /// Waits until every transaction of `ids` is committed and applied; a rejection or the
+    /// timeout is an error naming the transaction.
+    pub async fn wait_committed(&self, ids: &[TxId], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for id in ids {
+            loop {
+                match self.tx_status(id).await?.as_str() {
+                    "committed" => break,
+                    "rejected" => bail!("transaction {id} was rejected; see GET /v1/transactions/{id} for the reason"),
+                    _ if Instant::now() > deadline => bail!("transaction {id} was not committed within {timeout:?}"),
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many blocks a transaction built by [`Client::commit_payload`] stays valid for.
+pub const TX_VALID_BLOCKS: u64 = 10_000;
+
+impl Client {
+    /// Builds a transaction of `payload` from `key` with its next nonce, signs it (with `cosigners`
+    /// after the sender, as `TxBody::signers` orders them), submits it and waits until it is
+    /// committed. Returns its id.
+    pub async fn commit_payload(
+        &self,
+        chain: &engine::crypto::ChainId,
+        key: &engine::crypto::SigningKey,
+        cosigners: &[&engine::crypto::SigningKey],
+        payload: engine::tx::Payload,
+        timeout: Duration,
+    ) -> Result<TxId> {
+        let nonce = self.nonce(&key.public()).await? + 1;
+        let height = self.status().await?.height;
+        let mut keys = vec![key];
+        keys.extend_from_slice(cosigners);
+        let tx = engine::tx::TxBody { sender: key.public(), nonce, expiry_height: height + TX_VALID_BLOCKS, payload }
+            .sign(chain, &keys);
+        let id = self.submit(&tx).await?;
+        self.wait_committed(&[id], timeout).await?;
+        Ok(id)
+    }
+}

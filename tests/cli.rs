@@ -66,7 +66,7 @@ fn consortium_commits_survives_a_crash_and_detects_tampering() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let d = dir.to_str().unwrap();
-    let out = medchain(&["demo", "--dir", d, "--rate", "100", "--duration", "3", "--json"]);
+    let out = medchain(&["demo", "--dir", d, "--rate", "100", "--duration", "3", "--patients", "4", "--json"]);
     let v = json(&out);
     assert!(out.status.success(), "demo failed: {v}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(v["heads_agree"], true);
@@ -77,6 +77,16 @@ fn consortium_commits_survives_a_crash_and_detects_tampering() {
     assert_eq!(verified.len(), 5);
     let heights: Vec<u64> = verified.iter().map(|x| x["height"].as_u64().unwrap()).collect();
     assert!(heights.iter().all(|h| *h >= 2), "{heights:?}");
+    // The encrypted searches ran on the restarted validator and agreed with the plaintext
+    // evaluation of the same queries over the records the demo wrote.
+    let searches = v["search"]["searches"].as_array().unwrap();
+    assert_eq!(searches.len(), 3, "{v}");
+    for s in searches {
+        assert_eq!(s["matches_plaintext"], true, "{s}");
+        assert_eq!(s["verified"], true, "{s}");
+        assert_eq!(s["count"], s["expected"], "{s}");
+    }
+    assert!(searches[0]["count"].as_u64().unwrap() > 0, "the demo's first query should find records: {v}");
 
     let data = dir.join("node0/data");
     let ok = medchain(&["ledger", "verify", "--data", data.to_str().unwrap(), "--json"]);

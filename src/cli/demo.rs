@@ -27,6 +27,13 @@ pub struct DemoArgs {
     /// Seconds of each load phase.
     #[arg(long, default_value_t = 5)]
     pub duration: u64,
+    /// Length of the search index's epochs in milliseconds (short, so that the demo's records
+    /// become searchable within seconds).
+    #[arg(long, default_value_t = 2_000)]
+    pub epoch_len_ms: u64,
+    /// Synthetic patients whose FHIR bundles the hospitals import for the search session.
+    #[arg(long, default_value_t = 8)]
+    pub patients: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -43,7 +50,26 @@ struct DemoReport {
     caught_up_to: u64,
     catch_up_ms: u64,
     heads_agree: bool,
+    search: SearchDemo,
     verified: Vec<VerifiedChain>,
+}
+
+#[derive(Serialize)]
+struct SearchDemo {
+    records_written: usize,
+    researcher: String,
+    authorizations: Vec<String>,
+    searches: Vec<DemoSearch>,
+}
+
+#[derive(Serialize)]
+struct DemoSearch {
+    query: String,
+    node: String,
+    count: usize,
+    expected: usize,
+    matches_plaintext: bool,
+    verified: bool,
 }
 
 #[derive(Serialize)]
@@ -66,7 +92,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let rep = rt.block_on(demo(&dir, &args))?;
     report(args.json, &rep, || human(&rep));
-    Ok(if rep.heads_agree { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let searches_ok = rep.search.searches.iter().all(|s| s.matches_plaintext && s.verified);
+    Ok(if rep.heads_agree && searches_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn say(json: bool, msg: impl AsRef<str>) {
@@ -83,7 +110,7 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
         args.json,
         format!("creating a consortium of {validators} validators and {auditors} auditor in {}", dir.display()),
     );
-    let c = crate::cli::init::create(dir, validators, auditors, None, &addrs)?;
+    let c = crate::cli::init::create(dir, validators, auditors, None, &addrs, args.epoch_len_ms)?;
     let exe = std::env::current_exe().context("cannot find this program's path to start the nodes")?;
     let mut nodes = Nodes { exe, children: c.nodes.iter().map(|_| None).collect(), consortium: c.clone() };
     for i in 0..c.nodes.len() {
@@ -114,6 +141,12 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
         ),
     );
 
+    say(
+        args.json,
+        format!("search session: {} synthetic patients' FHIR bundles written by node0 and node1", args.patients),
+    );
+    let session = prepare_search(&c, dir, args).await?;
+
     let victim = validators - 1;
     let victim_name = c.nodes[victim].name.clone();
     say(args.json, format!("killing {victim_name} (SIGKILL)"));
@@ -143,6 +176,15 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
     let _ = wait_height(&clients[validators], target, Duration::from_secs(60)).await?;
     let heads_agree = heads_agree(&clients, target).await?;
 
+    say(args.json, format!("encrypted searches on {victim_name} (its index caught up after the crash)"));
+    let search = run_searches(&c, &session, &victim_name, args).await?;
+    for s in &search.searches {
+        say(
+            args.json,
+            format!("  {:<40} {} records (plaintext reference {}), proofs checked", s.query, s.count, s.expected),
+        );
+    }
+
     say(args.json, "stopping every node (SIGTERM) and verifying each stored chain offline");
     nodes.stop_all()?;
     let mut verified = Vec::new();
@@ -163,9 +205,126 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
         caught_up_to: caught_up,
         catch_up_ms,
         heads_agree,
+        search,
         verified,
     })
 }
+
+/// What the search part of the demo prepared: the researcher and the records with their
+/// plaintext terms (known to the demo as their writer, never to the nodes).
+struct Session {
+    researcher: engine::crypto::SigningKey,
+    authorizations: Vec<String>,
+    written: Vec<crate::cli::import::WrittenRecord>,
+}
+
+/// Writes synthetic bundles, imports them through node0 and node1 (labels from each hospital's
+/// node), enrols a researcher and has both hospitals authorise it.
+async fn prepare_search(c: &Consortium, dir: &Path, args: &DemoArgs) -> Result<Session> {
+    let bundles = dir.join("bundles");
+    let opts = index::synth::SynthOptions { seed: 2026, patients: args.patients, start_year: 2019, end_year: 2025 };
+    let mut written = Vec::new();
+    for (h, hospital) in ["node0", "node1"].iter().enumerate() {
+        let folder = bundles.join(hospital);
+        std::fs::create_dir_all(&folder)?;
+        for i in (0..args.patients).filter(|i| i % 2 == h) {
+            let b = index::synth::patient(opts.seed, i as u64, &opts);
+            std::fs::write(folder.join(format!("patient-{i:06}.json")), serde_json::to_vec_pretty(&b.bundle)?)?;
+        }
+        let (rep, records) = crate::cli::import::import(c, hospital, &folder, true).await?;
+        say(
+            args.json,
+            format!("  {hospital} wrote {} records (P = {} labels each)", rep.records, rep.labels_per_record),
+        );
+        written.extend(records);
+    }
+    let researcher = crate::consortium::random_key();
+    let genesis = c.genesis()?;
+    let chain = genesis.chain_id().clone();
+    let ca = crate::consortium::read_key(&c.dir.join("ca").join("ca.key"))?;
+    let client = Client::new(c.nodes[0].http)?;
+    let timeout = Duration::from_secs(60);
+    let enrol = engine::tx::Payload::Enroll(engine::tx::Enroll {
+        key: researcher.public(),
+        role: engine::tx::Role::Researcher,
+        name: "demo researcher".into(),
+    });
+    client.commit_payload(&chain, &ca, &[], enrol, timeout).await.context("enrolling the researcher")?;
+    let mut authorizations = Vec::new();
+    for hospital in ["node0", "node1"] {
+        let key = c.node_key(hospital)?;
+        let auth = engine::tx::Payload::SearchAuthorization(engine::tx::SearchAuthorization {
+            researcher: researcher.public(),
+            purpose: "demo: diabetes and hypertension cohort".into(),
+            expires_at_ms: net::driver::now_ms() + 86_400_000,
+        });
+        let id = client.commit_payload(&chain, &key, &[], auth, timeout).await?;
+        authorizations.push(id.to_hex());
+    }
+    say(args.json, format!("  researcher {} enrolled and authorised by node0 and node1", researcher.public().short()));
+    Ok(Session { researcher, authorizations, written })
+}
+
+/// Waits for the records' epochs to close, then searches on `node` and compares each answer
+/// with the plaintext evaluation of the same query over the records the demo wrote.
+async fn run_searches(c: &Consortium, s: &Session, node: &str, args: &DemoArgs) -> Result<SearchDemo> {
+    let last_epoch = s.written.iter().map(|r| r.epoch).max().unwrap_or(0);
+    let client = Client::new(c.nodes[0].http)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: serde_json::Value = client.get_json("/v1/status").await?;
+        let open = status["index"]["domain"]["first_open_epoch"].as_u64().unwrap_or(0);
+        if open > last_epoch {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("epoch {last_epoch} did not close within a minute (epochs are {} ms)", args.epoch_len_ms);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let hospitals = vec!["node0".to_string(), "node1".to_string()];
+    let plain: Vec<index::query::PlainRecord<engine::codec::Digest>> = s
+        .written
+        .iter()
+        .map(|r| index::query::PlainRecord {
+            id: r.record_id,
+            terms: r.terms.clone(),
+            meta: index::query::PublicMeta {
+                hospital: r.hospital,
+                resource_type: r.data_type.clone(),
+                created_at_ms: r.created_at_ms,
+            },
+        })
+        .collect();
+    let mut searches = Vec::new();
+    for q in DEMO_QUERIES {
+        let out = crate::cli::search::search(c, &s.researcher, &hospitals, Some(node), q, None).await?;
+        let parsed = index::query::parse(q).map_err(|e| anyhow::anyhow!("demo query {q:?}: {e}"))?;
+        let mut expected: Vec<String> =
+            index::query::evaluate(&parsed, &plain).into_iter().map(|d| d.to_hex()).collect();
+        expected.sort();
+        let mut got: Vec<String> = out.records.iter().map(|r| r.record_id.clone()).collect();
+        got.sort();
+        searches.push(DemoSearch {
+            query: q.to_string(),
+            node: out.node,
+            count: out.count,
+            expected: expected.len(),
+            matches_plaintext: got == expected && !out.truncated,
+            verified: out.verified,
+        });
+    }
+    Ok(SearchDemo {
+        records_written: s.written.len(),
+        researcher: s.researcher.public().to_hex(),
+        authorizations: s.authorizations.clone(),
+        searches,
+    })
+}
+
+/// The demo's searches: a category with its codes, a lab value range in a year, a boolean mix.
+const DEMO_QUERIES: [&str; 3] =
+    ["icd10:E11", "loinc:4548-4>7 AND year:2024", "(icd10:I10 OR icd10:E78) AND NOT icd10:E11"];
 
 fn human(r: &DemoReport) -> String {
     let mut s = String::from("\nmedchain demo summary\n");
@@ -183,6 +342,16 @@ fn human(r: &DemoReport) -> String {
         r.killed, r.height_at_restart, r.caught_up_to, r.catch_up_ms
     );
     s += &format!("  heads agree       {}\n", r.heads_agree);
+    for q in &r.search.searches {
+        s += &format!(
+            "  search            {:<44} {} found on {}, plaintext {}, {}\n",
+            q.query,
+            q.count,
+            q.node,
+            q.expected,
+            if q.matches_plaintext { "identical" } else { "DIFFERENT" }
+        );
+    }
     for v in &r.verified {
         s += &format!("  ledger verify     {:<6} OK at height {} head {}\n", v.node, v.height, &v.head[..16]);
     }

@@ -29,6 +29,10 @@ pub struct InitArgs {
     /// Node i listens for peers on 127.0.0.1:(base_port + 2i) and for HTTP on the next port.
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
+    /// Length of the search index's epochs in milliseconds: records become searchable once
+    /// their epoch has closed (one hour by default; short epochs suit demos).
+    #[arg(long, default_value_t = index::labels::EPOCH_LEN_MS_DEFAULT)]
+    pub epoch_len_ms: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -51,7 +55,7 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
             Ok((p2p, http))
         })
         .collect::<Result<_>>()?;
-    let c = create(&args.out, args.validators, args.auditors, args.chain_id.clone(), &ports)?;
+    let c = create(&args.out, args.validators, args.auditors, args.chain_id.clone(), &ports, args.epoch_len_ms)?;
     let rep = InitReport {
         dir: args.out.display().to_string(),
         chain_id: c.chain_id.clone(),
@@ -89,7 +93,11 @@ pub fn create(
     auditors: usize,
     chain_id: Option<String>,
     addrs: &[(SocketAddr, SocketAddr)],
+    epoch_len_ms: u64,
 ) -> Result<Consortium> {
+    if epoch_len_ms == 0 {
+        bail!("--epoch-len-ms must be at least 1");
+    }
     if validators == 0 || validators > engine::limits::VALIDATORS_MAX {
         bail!("--validators must be 1 to {}", engine::limits::VALIDATORS_MAX);
     }
@@ -141,7 +149,7 @@ pub fn create(
         let pem = net::tls::node_certificate(&ca, &ca_pem, &keys[i], &node.name)
             .with_context(|| format!("cannot issue the certificate of {}", node.name))?;
         std::fs::write(nd.join("node.pem"), pem)?;
-        let config = node_config(dir, node, &nodes)?;
+        let config = node_config(dir, node, &nodes, epoch_len_ms)?;
         std::fs::write(nd.join("node.toml"), config.to_toml())?;
     }
     let c = Consortium { chain_id: chain_id.to_string(), nodes, dir: dir.to_path_buf() };
@@ -151,7 +159,7 @@ pub fn create(
 
 /// The node.toml of `node`, with the consensus settings at their defaults. Paths are absolute so
 /// the node can be started from anywhere.
-fn node_config(dir: &Path, node: &NodeEntry, all: &[NodeEntry]) -> Result<net::NodeConfig> {
+fn node_config(dir: &Path, node: &NodeEntry, all: &[NodeEntry], epoch_len_ms: u64) -> Result<net::NodeConfig> {
     let abs = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
     let nd = abs(dir.join(&node.name));
     let minimal = toml::toml! {
@@ -170,6 +178,8 @@ fn node_config(dir: &Path, node: &NodeEntry, all: &[NodeEntry]) -> Result<net::N
         .filter(|p| p.name != node.name)
         .map(|p| net::PeerConfig { name: p.name.clone(), addr: p.p2p })
         .collect();
+    c.index.epoch_len_ms = epoch_len_ms;
+    c.index.index_key = Some(nd.join("index.key"));
     Ok(c)
 }
 

@@ -277,18 +277,7 @@ fn anchor_tx(
 }
 
 async fn wait_committed(client: &Client, ids: &[TxId], timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    for id in ids {
-        loop {
-            match client.tx_status(id).await?.as_str() {
-                "committed" => break,
-                "rejected" => bail!("transaction {id} was rejected"),
-                _ if Instant::now() > deadline => bail!("transaction {id} not committed within {timeout:?}"),
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    }
-    Ok(())
+    client.wait_committed(ids, timeout).await
 }
 
 #[derive(Default)]

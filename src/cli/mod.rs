@@ -3,10 +3,14 @@
 mod bench;
 mod demo;
 mod gpu;
+mod import;
+mod index;
 mod init;
 mod ledger;
 mod load;
 mod node;
+mod researcher;
+mod search;
 mod sim;
 mod synth;
 
@@ -52,6 +56,23 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Researchers: enrolment by the CA, search authorization by a hospital.
+    Researcher {
+        #[command(subcommand)]
+        command: researcher::ResearcherCommand,
+    },
+    /// Search hospitals' encrypted indexes (trapdoors from their token services, proofs checked).
+    Search(search::SearchArgs),
+    /// The node's search index: rebuild it from the chain.
+    Index {
+        #[command(subcommand)]
+        command: index::IndexCommand,
+    },
+    /// Writers' tools: import FHIR R4 bundles as labelled, consented records.
+    Client {
+        #[command(subcommand)]
+        command: import::ClientCommand,
+    },
 }
 
 /// Runs the parsed command.
@@ -66,6 +87,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Synth(a) => synth::run(a),
         Command::Gpu { command } => gpu::run(command),
         Command::Bench { command } => bench::run(command),
+        Command::Researcher { command } => researcher::run(command),
+        Command::Search(a) => search::run(a),
+        Command::Index { command } => index::run(command),
+        Command::Client { command } => import::run(command),
     }
 }
 
