@@ -15,7 +15,7 @@
 //! "urn:uuid:<patient>"` and its encounter with `encounter.reference`; every entry's `fullUrl` is
 //! `urn:uuid:<id>` with the resource's `id`, a version-4 UUID drawn from the stream.
 //!
-//! - **Conditions**: some 60 ICD-10-CM codes with their official titles (and the SNOMED CT
+//! - **Conditions**: 56 ICD-10-CM codes (see [`icd10_codes`]) with their official titles (and the SNOMED CT
 //!   concept where one is well established): chronic ones (E11.9, I10, E78.5, N18.30, J45.909, ...)
 //!   with a prevalence that rises with age, differs by sex where it does (C50.911 only for women,
 //!   C61 only for men, M81.0 mostly women) and is raised by related conditions (obesity → type 2
@@ -181,6 +181,12 @@ pub fn patient(seed: u64, i: u64, opts: &SynthOptions) -> SynthBundle {
         gen.visit(&visit);
     }
     gen.finish()
+}
+
+/// Every ICD-10-CM code the generator can write, with its title, in the order conditions are
+/// drawn (risk factors first, acute episodes last).
+pub fn icd10_codes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    DISEASES.iter().flat_map(|d| d.icd10.iter().map(|(code, title, _)| (*code, *title)))
 }
 
 fn window(opts: &SynthOptions) -> (i32, i32) {
@@ -976,7 +982,7 @@ const DISEASES: &[Disease] = &[
         icd10: &[("I25.10", "Atherosclerotic heart disease of native coronary artery without angina pectoris", 1)],
         snomed: Some(("53741008", "Coronary arteriosclerosis (disorder)")),
         text: "Coronary artery disease",
-        rate: [0.0, 0.0, 0.0, 0.02, 0.07, 0.15],
+        rate: [0.0, 0.0, 0.0, 0.015, 0.05, 0.11],
         female: 0.6,
         onset_age_min: 30.0,
         risks: &[
@@ -1014,7 +1020,7 @@ const DISEASES: &[Disease] = &[
         icd10: &[("I50.9", "Heart failure, unspecified", 1)],
         snomed: Some(("84114007", "Heart failure (disorder)")),
         text: "Heart failure",
-        rate: [0.0, 0.0, 0.0, 0.005, 0.025, 0.07],
+        rate: [0.0, 0.0, 0.0, 0.004, 0.018, 0.05],
         onset_age_min: 30.0,
         risks: &[
             (Factor::Has(Dx::CoronaryDisease), 2.5),
@@ -1038,7 +1044,7 @@ const DISEASES: &[Disease] = &[
         ],
         snomed: Some(("709044004", "Chronic kidney disease (disorder)")),
         text: "Chronic kidney disease",
-        rate: [0.0, 0.0005, 0.002, 0.02, 0.07, 0.17],
+        rate: [0.0, 0.0005, 0.002, 0.015, 0.05, 0.12],
         onset_age_min: 18.0,
         risks: &[(Factor::Has(Dx::Type2Diabetes), 2.5), (Factor::Has(Dx::Hypertension), 2.0)],
         meds: &[(&LISINOPRIL, 0.4)],
@@ -1055,7 +1061,7 @@ const DISEASES: &[Disease] = &[
         ],
         snomed: Some(("195967001", "Asthma (disorder)")),
         text: "Asthma",
-        rate: [0.01, 0.08, 0.085, 0.085, 0.08, 0.07],
+        rate: [0.01, 0.07, 0.07, 0.07, 0.065, 0.06],
         onset_age_min: 2.0,
         meds: &[(&ALBUTEROL, 0.9), (&FLUTICASONE, 0.5)],
         at_diagnosis: &[(&SPIROMETRY, 0.7)],
@@ -1486,7 +1492,7 @@ const DISEASES: &[Disease] = &[
         icd10: &[("U07.1", "COVID-19", 1)],
         snomed: Some(("840539006", "Disease caused by severe acute respiratory syndrome coronavirus 2 (disorder)")),
         text: "COVID-19",
-        rate: [0.05, 0.07, 0.1, 0.1, 0.09, 0.08],
+        rate: [0.035, 0.05, 0.07, 0.07, 0.065, 0.06],
         acute: Some(Acute {
             days: (7, 21),
             setting: Setting::Ambulatory,

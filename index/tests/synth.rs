@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use index::keywords::{extract, extract_value, icd10_ancestors, ExtractContext, Extracted, FhirDate};
-use index::synth::{patient, patients, SynthBundle, SynthError, SynthOptions, AGE_MAX};
+use index::synth::{icd10_codes, patient, patients, SynthBundle, SynthError, SynthOptions, AGE_MAX};
 use serde_json::Value;
 
 fn opts(seed: u64, n: usize) -> SynthOptions {
@@ -230,7 +230,11 @@ fn every_icd10_code_is_valid_and_placed_in_a_chapter_and_block() {
         }
     }
     assert!(used.len() >= 30, "only {} ICD-10 codes used: {used:?}", used.len());
-    for code in &used {
+    let known: BTreeSet<String> = icd10_codes().map(|(code, _)| code.to_owned()).collect();
+    assert!(known.len() >= 50, "{known:?}");
+    assert!(used.is_subset(&known), "codes outside the catalogue: {:?}", used.difference(&known).collect::<Vec<_>>());
+    assert!(icd10_codes().all(|(_, title)| !title.is_empty()));
+    for code in &known {
         assert_eq!(index::keywords::icd10::normalise(code).as_deref(), Some(code.as_str()), "{code} is not canonical");
         let ancestors = icd10_ancestors(code);
         assert!(ancestors.iter().any(|a| a.starts_with("chapter-")), "{code}: no chapter in {ancestors:?}");
