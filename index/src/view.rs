@@ -12,14 +12,18 @@
 //!
 //! | field        | type   | options                 | content                                          |
 //! |--------------|--------|-------------------------|--------------------------------------------------|
-//! | `record_id`  | bytes  | indexed, stored         | the record id (32 bytes)                         |
+//! | `record_id`  | bytes  | indexed, fast, stored   | the record id (32 bytes)                         |
 //! | `label`      | bytes  | indexed, multi-valued   | the record's P search labels (16 bytes each)     |
 //! | `height`     | u64    | indexed, fast, stored   | the height of the block holding the anchor       |
-//! | `tx_index`   | u64    | stored                  | the anchor's position in its block (for proofs)  |
+//! | `tx_index`   | u64    | fast, stored            | the anchor's position in its block (for proofs)  |
 //! | `hospital`   | bytes  | indexed, fast, stored   | the writing hospital's public key (32 bytes)     |
 //! | `data_type`  | string | raw, indexed, fast, stored | the public data type tag                      |
 //! | `created_at` | u64    | indexed, fast, stored   | the writer's creation time, ms since Unix epoch  |
 //! | `epoch`      | u64    | indexed, fast, stored   | the index epoch the labels were derived in       |
+//!
+//! Hits are read from the fast fields (column stores), not from the stored documents: a stored
+//! document sits in a compressed block that must be decompressed whole, a cost paid per hit on
+//! scattered results; the stored copies are there for inspection and future use.
 //!
 //! # Invariant: no plaintext keywords
 //!
@@ -42,6 +46,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use engine::block::CommittedBlock;
 use engine::codec::Digest;
@@ -51,11 +56,16 @@ use engine::storage::{Storage, StorageError};
 use engine::tx::{Payload, RecordId};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::DocSetCollector;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermSetQuery};
-use tantivy::schema::{
-    BytesOptions, Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
+use tantivy::columnar::{BytesColumn, Column, StrColumn};
+use tantivy::query::{
+    AllQuery, BitSetDocSet, BooleanQuery, ConstScorer, EnableScoring, Explanation, Occur, Query, RangeQuery, Scorer,
+    TermSetQuery, Weight,
 };
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
+use tantivy::schema::{BytesOptions, Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
+use tantivy::{
+    BitSet, DocAddress, DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader,
+    TantivyDocument, TantivyError, Term, TERMINATED,
+};
 
 /// The length of a search label in bytes.
 pub const LABEL_BYTES: usize = 16;
@@ -66,12 +76,20 @@ pub type Label = [u8; LABEL_BYTES];
 /// How many blocks [`IndexView::rebuild`] and [`IndexView::catch_up`] index per commit.
 pub const REBUILD_BATCH_BLOCKS: u64 = 256;
 
-/// The indexing memory budget of the writer (tantivy's minimum is 15 MB per thread).
-const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// Indexing threads of the writer. Each builds its own segments, so a large batch (a rebuild,
+/// a catch-up) is indexed on two cores; a node's steady trickle of blocks keeps one busy at most.
+pub const WRITER_THREADS: usize = 2;
+
+/// The indexing memory budget of the writer, shared by its threads (tantivy's minimum is 15 MB
+/// per thread). Every label is a distinct term, so a record costs the indexer about 2 kB: a
+/// thread's share of the budget holds about 250,000 records before it writes a segment. Memory
+/// is taken as documents come, so a node indexing one block at a time uses a small part of it.
+pub const WRITER_MEMORY_BYTES: usize = 1024 * 1024 * 1024;
 
 /// The version of the commit payload format and of the schema below; bumping it makes older
-/// folders refuse to open (with advice to rebuild).
-const FORMAT_VERSION: u32 = 1;
+/// folders refuse to open (with advice to rebuild). Version 2 made `record_id` and `tx_index`
+/// fast fields.
+const FORMAT_VERSION: u32 = 2;
 
 /// What to tell the operator when the folder cannot be used as it is.
 const REBUILD_ADVICE: &str = "stop the node and run `medchain index rebuild` to rebuild it from the chain";
@@ -303,10 +321,10 @@ fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let fast_u64 = NumericOptions::default().set_indexed().set_fast().set_stored();
     let fields = Fields {
-        record_id: b.add_bytes_field("record_id", BytesOptions::default().set_indexed().set_stored()),
+        record_id: b.add_bytes_field("record_id", BytesOptions::default().set_indexed().set_fast().set_stored()),
         label: b.add_bytes_field("label", BytesOptions::default().set_indexed()),
         height: b.add_u64_field("height", fast_u64.clone()),
-        tx_index: b.add_u64_field("tx_index", NumericOptions::default().set_stored()),
+        tx_index: b.add_u64_field("tx_index", NumericOptions::default().set_fast().set_stored()),
         hospital: b.add_bytes_field("hospital", BytesOptions::default().set_indexed().set_fast().set_stored()),
         data_type: b.add_text_field(
             "data_type",
@@ -387,7 +405,7 @@ impl IndexView {
             }
         };
         let writer = index
-            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
+            .writer_with_num_threads(WRITER_THREADS, WRITER_MEMORY_BYTES)
             .map_err(tantivy_err("taking the writer lock (is another node using this folder?)"))?;
         let reader = index
             .reader_builder()
@@ -550,11 +568,20 @@ impl IndexView {
         Ok(view)
     }
 
-    /// Whether any record carries `label`: one term lookup per segment, no posting list read.
+    /// Whether any record carries `label`: one term-dictionary lookup per segment until one
+    /// holds it, no posting list read.
     pub fn has_label(&self, label: &Label) -> Result<bool, ViewError> {
-        let term = Term::from_field_bytes(self.fields.label, label);
-        let freq = self.reader.searcher().doc_freq(&term).map_err(|source| self.err("looking up a label", source))?;
-        Ok(freq > 0)
+        let searcher = self.reader.searcher();
+        for segment in searcher.segment_readers() {
+            let inverted =
+                segment.inverted_index(self.fields.label).map_err(|source| self.err("looking up a label", source))?;
+            // A term is in a segment's dictionary only if some document of it carried the term.
+            let found = inverted.terms().term_ord(label).map_err(|e| self.err("looking up a label", e.into()))?;
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The records carrying any of `labels`, each once, ordered by (height, tx_index).
@@ -581,7 +608,7 @@ impl IndexView {
     /// A query matching the records carrying any of `labels` (none if `labels` is empty), for
     /// callers composing boolean queries; run it with [`IndexView::search`].
     pub fn label_query(&self, labels: &[Label]) -> Box<dyn Query> {
-        Box::new(TermSetQuery::new(labels.iter().map(|l| Term::from_field_bytes(self.fields.label, l))))
+        Box::new(LabelSetQuery { field: self.fields.label, labels: Arc::new(labels.to_vec()) })
     }
 
     /// A query matching the records passing `filter` (every record for the default filter).
@@ -622,16 +649,42 @@ impl IndexView {
         addresses.sort_unstable();
         let mut hits = Vec::with_capacity(addresses.len());
         let mut seen = HashSet::with_capacity(addresses.len());
+        let mut columns: Option<(u32, HitColumns)> = None;
         for address in addresses {
-            let doc: TantivyDocument =
-                searcher.doc(address).map_err(|source| self.err("reading a document", source))?;
-            let hit = self.hit(&doc)?;
+            if columns.as_ref().is_none_or(|(segment, _)| *segment != address.segment_ord) {
+                let segment = searcher.segment_reader(address.segment_ord);
+                let opened = HitColumns::open(segment).map_err(|e| self.column_err(e))?;
+                columns = Some((address.segment_ord, opened));
+            }
+            let Some((_, cols)) = &columns else { continue };
+            let hit = cols.hit(address.doc_id).map_err(|e| self.column_err(e))?;
             if seen.insert(hit.record_id) {
                 hits.push(hit);
             }
         }
         hits.sort_unstable();
         Ok(hits)
+    }
+
+    /// Waits for the writer's background merges to finish and releases the folder, so that the
+    /// merges' work is kept (dropping the view abandons merges in progress; they are redone
+    /// after the next commit). A node calls it on an orderly shutdown; the index is as committed.
+    pub fn close(self) -> Result<(), ViewError> {
+        let IndexView { dir, writer, .. } = self;
+        writer.wait_merging_threads().map_err(|source| ViewError::Tantivy {
+            dir,
+            operation: "waiting for the writer's merges",
+            source,
+        })
+    }
+
+    fn column_err(&self, e: ColumnError) -> ViewError {
+        match e {
+            ColumnError::Tantivy(source) => self.err("reading fast fields", source),
+            ColumnError::Missing(what) => {
+                ViewError::Corrupt { dir: self.dir.clone(), reason: format!("a document has no valid {what}") }
+            }
+        }
     }
 
     fn and(&self, mut queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
@@ -658,31 +711,6 @@ impl IndexView {
         doc
     }
 
-    fn hit(&self, doc: &TantivyDocument) -> Result<Hit, ViewError> {
-        let f = &self.fields;
-        let corrupt = |what: &str| ViewError::Corrupt {
-            dir: self.dir.clone(),
-            reason: format!("a document has no valid {what}"),
-        };
-        let bytes32 = |field, what| -> Result<[u8; 32], ViewError> {
-            doc.get_first(field).and_then(|v| v.as_bytes()).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt(what))
-        };
-        let u64_of = |field, what| doc.get_first(field).and_then(|v| v.as_u64()).ok_or_else(|| corrupt(what));
-        Ok(Hit {
-            height: u64_of(f.height, "height")?,
-            tx_index: u32::try_from(u64_of(f.tx_index, "tx_index")?).map_err(|_| corrupt("tx_index"))?,
-            record_id: Digest(bytes32(f.record_id, "record_id")?),
-            hospital: PublicKey(bytes32(f.hospital, "hospital")?),
-            data_type: doc
-                .get_first(f.data_type)
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| corrupt("data_type"))?
-                .to_owned(),
-            created_at_ms: u64_of(f.created_at, "created_at")?,
-            epoch: u64_of(f.epoch, "epoch")?,
-        })
-    }
-
     fn err(&self, operation: &'static str, source: TantivyError) -> ViewError {
         ViewError::Tantivy { dir: self.dir.clone(), operation, source }
     }
@@ -699,6 +727,125 @@ impl IndexView {
     /// The tantivy index, for diagnostics.
     pub fn tantivy_index(&self) -> &Index {
         &self.index
+    }
+}
+
+/// The records carrying any of a set of labels. Each label is looked up in each segment's term
+/// dictionary and its posting list (one record, on a valid chain) read into a bit set: a cost
+/// per label. tantivy's `TermSetQuery` instead walks the dictionary with an automaton of the
+/// set, which on millions of random 16-byte terms costs tens of milliseconds for a thousand.
+#[derive(Clone, Debug)]
+struct LabelSetQuery {
+    field: Field,
+    labels: Arc<Vec<Label>>,
+}
+
+impl Query for LabelSetQuery {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(LabelSetWeight { field: self.field, labels: self.labels.clone() }))
+    }
+}
+
+struct LabelSetWeight {
+    field: Field,
+    labels: Arc<Vec<Label>>,
+}
+
+impl LabelSetWeight {
+    /// The segment's documents carrying any of the labels (deleted ones included, as for every
+    /// tantivy scorer: collectors skip them).
+    fn docs(&self, segment: &SegmentReader) -> tantivy::Result<BitSet> {
+        let inverted = segment.inverted_index(self.field)?;
+        let mut docs = BitSet::with_max_value(segment.max_doc());
+        for label in self.labels.iter() {
+            let Some(info) = inverted.terms().get(label)? else { continue };
+            let mut postings = inverted.read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                docs.insert(doc);
+                doc = postings.advance();
+            }
+        }
+        Ok(docs)
+    }
+}
+
+impl Weight for LabelSetWeight {
+    fn scorer(&self, segment: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        Ok(Box::new(ConstScorer::new(BitSetDocSet::from(self.docs(segment)?), boost)))
+    }
+
+    fn explain(&self, segment: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        if doc < segment.max_doc() && self.docs(segment)?.contains(doc) {
+            Ok(Explanation::new("carries one of the labels", 1.0))
+        } else {
+            Err(TantivyError::InvalidArgument(format!("document {doc} carries none of the labels")))
+        }
+    }
+}
+
+/// Why a hit could not be read from the fast fields.
+enum ColumnError {
+    /// tantivy failed to open a column.
+    Tantivy(TantivyError),
+    /// A column lacks a value for a document (or the value has the wrong shape).
+    Missing(&'static str),
+}
+
+/// The fast-field columns a hit is read from, in one segment.
+struct HitColumns {
+    record_id: BytesColumn,
+    height: Column<u64>,
+    tx_index: Column<u64>,
+    hospital: BytesColumn,
+    data_type: StrColumn,
+    created_at: Column<u64>,
+    epoch: Column<u64>,
+}
+
+impl HitColumns {
+    fn open(segment: &SegmentReader) -> Result<Self, ColumnError> {
+        let ff = segment.fast_fields();
+        let t = ColumnError::Tantivy;
+        Ok(HitColumns {
+            record_id: ff.bytes("record_id").map_err(t)?.ok_or(ColumnError::Missing("record_id"))?,
+            height: ff.u64("height").map_err(t)?,
+            tx_index: ff.u64("tx_index").map_err(t)?,
+            hospital: ff.bytes("hospital").map_err(t)?.ok_or(ColumnError::Missing("hospital"))?,
+            data_type: ff.str("data_type").map_err(t)?.ok_or(ColumnError::Missing("data_type"))?,
+            created_at: ff.u64("created_at").map_err(t)?,
+            epoch: ff.u64("epoch").map_err(t)?,
+        })
+    }
+
+    fn hit(&self, doc: u32) -> Result<Hit, ColumnError> {
+        let bytes32 = |column: &BytesColumn, what| -> Result<[u8; 32], ColumnError> {
+            let ord = column.term_ords(doc).next().ok_or(ColumnError::Missing(what))?;
+            let mut bytes = Vec::with_capacity(32);
+            match column.ord_to_bytes(ord, &mut bytes) {
+                Ok(true) => bytes.try_into().map_err(|_| ColumnError::Missing(what)),
+                Ok(false) => Err(ColumnError::Missing(what)),
+                Err(e) => Err(ColumnError::Tantivy(e.into())),
+            }
+        };
+        let u64_of = |column: &Column<u64>, what| column.first(doc).ok_or(ColumnError::Missing(what));
+        let ord = self.data_type.term_ords(doc).next().ok_or(ColumnError::Missing("data_type"))?;
+        let mut data_type = String::new();
+        match self.data_type.ord_to_str(ord, &mut data_type) {
+            Ok(true) => {}
+            Ok(false) => return Err(ColumnError::Missing("data_type")),
+            Err(e) => return Err(ColumnError::Tantivy(e.into())),
+        }
+        Ok(Hit {
+            height: u64_of(&self.height, "height")?,
+            tx_index: u32::try_from(u64_of(&self.tx_index, "tx_index")?)
+                .map_err(|_| ColumnError::Missing("tx_index"))?,
+            record_id: Digest(bytes32(&self.record_id, "record_id")?),
+            hospital: PublicKey(bytes32(&self.hospital, "hospital")?),
+            data_type,
+            created_at_ms: u64_of(&self.created_at, "created_at")?,
+            epoch: u64_of(&self.epoch, "epoch")?,
+        })
     }
 }
 
