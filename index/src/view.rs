@@ -12,18 +12,21 @@
 //!
 //! | field        | type   | options                 | content                                          |
 //! |--------------|--------|-------------------------|--------------------------------------------------|
-//! | `record_id`  | bytes  | indexed, fast, stored   | the record id (32 bytes)                         |
+//! | `record_id`  | bytes  | fast, stored            | the record id (32 bytes)                         |
 //! | `label`      | bytes  | indexed, multi-valued   | the record's P search labels (16 bytes each)     |
 //! | `height`     | u64    | indexed, fast, stored   | the height of the block holding the anchor       |
 //! | `tx_index`   | u64    | fast, stored            | the anchor's position in its block (for proofs)  |
 //! | `hospital`   | bytes  | indexed, fast, stored   | the writing hospital's public key (32 bytes)     |
 //! | `data_type`  | string | raw, indexed, fast, stored | the public data type tag                      |
-//! | `created_at` | u64    | indexed, fast, stored   | the writer's creation time, ms since Unix epoch  |
+//! | `created_at` | u64    | fast, stored            | the writer's creation time, ms since Unix epoch  |
 //! | `epoch`      | u64    | indexed, fast, stored   | the index epoch the labels were derived in       |
 //!
 //! Hits are read from the fast fields (column stores), not from the stored documents: a stored
 //! document sits in a compressed block that must be decompressed whole, a cost paid per hit on
-//! scattered results; the stored copies are there for inspection and future use.
+//! scattered results; the stored copies are there for inspection and future use. Public filters
+//! are ranges over the fast fields too. `record_id` and `created_at` are not in the inverted
+//! index: nearly every value is distinct, so indexing them would add a term per record to the
+//! term dictionary (whose construction is most of the cost of indexing) for no query.
 //!
 //! # Invariant: no plaintext keywords
 //!
@@ -59,7 +62,7 @@ use tantivy::collector::DocSetCollector;
 use tantivy::columnar::{BytesColumn, Column, StrColumn};
 use tantivy::query::{
     AllQuery, BitSetDocSet, BooleanQuery, ConstScorer, EnableScoring, Explanation, Occur, Query, RangeQuery, Scorer,
-    TermSetQuery, Weight,
+    Weight,
 };
 use tantivy::schema::{BytesOptions, Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
 use tantivy::{
@@ -88,7 +91,7 @@ pub const WRITER_MEMORY_BYTES: usize = 1024 * 1024 * 1024;
 
 /// The version of the commit payload format and of the schema below; bumping it makes older
 /// folders refuse to open (with advice to rebuild). Version 2 made `record_id` and `tx_index`
-/// fast fields.
+/// fast fields and took `record_id` and `created_at` out of the inverted index.
 const FORMAT_VERSION: u32 = 2;
 
 /// What to tell the operator when the folder cannot be used as it is.
@@ -321,7 +324,7 @@ fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let fast_u64 = NumericOptions::default().set_indexed().set_fast().set_stored();
     let fields = Fields {
-        record_id: b.add_bytes_field("record_id", BytesOptions::default().set_indexed().set_fast().set_stored()),
+        record_id: b.add_bytes_field("record_id", BytesOptions::default().set_fast().set_stored()),
         label: b.add_bytes_field("label", BytesOptions::default().set_indexed()),
         height: b.add_u64_field("height", fast_u64.clone()),
         tx_index: b.add_u64_field("tx_index", NumericOptions::default().set_fast().set_stored()),
@@ -335,7 +338,7 @@ fn schema() -> (Schema, Fields) {
                 .set_fast("raw")
                 .set_stored(),
         ),
-        created_at: b.add_u64_field("created_at", fast_u64.clone()),
+        created_at: b.add_u64_field("created_at", NumericOptions::default().set_fast().set_stored()),
         epoch: b.add_u64_field("epoch", fast_u64),
     };
     (b.build(), fields)
@@ -612,21 +615,41 @@ impl IndexView {
     }
 
     /// A query matching the records passing `filter` (every record for the default filter).
+    ///
+    /// Every condition is a range over a fast field (a value set is a union of ranges, runs of
+    /// consecutive epochs one range), which tantivy evaluates lazily from the column, block by
+    /// block and seeking where it is intersected with a sparse query: a label search touches the
+    /// columns near its hits only, instead of reading every posting of every public value.
     pub fn filter_query(&self, filter: &Filter) -> Box<dyn Query> {
         let f = &self.fields;
         let mut must: Vec<Box<dyn Query>> = Vec::new();
+        let equal = |term: Term| -> Box<dyn Query> {
+            Box::new(RangeQuery::new(Bound::Included(term.clone()), Bound::Included(term)))
+        };
         if !filter.hospitals.is_empty() {
-            must.push(Box::new(TermSetQuery::new(
-                filter.hospitals.iter().map(|h| Term::from_field_bytes(f.hospital, &h.0)),
-            )));
+            must.push(any_of(
+                filter.hospitals.iter().map(|h| equal(Term::from_field_bytes(f.hospital, &h.0))).collect(),
+            ));
         }
         if !filter.data_types.is_empty() {
-            must.push(Box::new(TermSetQuery::new(
-                filter.data_types.iter().map(|t| Term::from_field_text(f.data_type, t)),
-            )));
+            must.push(any_of(filter.data_types.iter().map(|t| equal(Term::from_field_text(f.data_type, t))).collect()));
         }
         if !filter.epochs.is_empty() {
-            must.push(Box::new(TermSetQuery::new(filter.epochs.iter().map(|e| Term::from_field_u64(f.epoch, *e)))));
+            let mut epochs = filter.epochs.clone();
+            epochs.sort_unstable();
+            epochs.dedup();
+            let mut ranges: Vec<Box<dyn Query>> = Vec::new();
+            let mut start = 0;
+            for i in 1..=epochs.len() {
+                if i == epochs.len() || epochs[i] != epochs[i - 1] + 1 {
+                    ranges.push(Box::new(RangeQuery::new(
+                        Bound::Included(Term::from_field_u64(f.epoch, epochs[start])),
+                        Bound::Included(Term::from_field_u64(f.epoch, epochs[i - 1])),
+                    )));
+                    start = i;
+                }
+            }
+            must.push(any_of(ranges));
         }
         if filter.created_from_ms.is_some() || filter.created_before_ms.is_some() {
             let lower = filter
@@ -728,6 +751,16 @@ impl IndexView {
     pub fn tantivy_index(&self) -> &Index {
         &self.index
     }
+}
+
+/// The union of `queries` (the query itself when there is one).
+fn any_of(mut queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    if queries.len() == 1 {
+        if let Some(q) = queries.pop() {
+            return q;
+        }
+    }
+    Box::new(BooleanQuery::new(queries.into_iter().map(|q| (Occur::Should, q)).collect()))
 }
 
 /// The records carrying any of a set of labels. Each label is looked up in each segment's term
