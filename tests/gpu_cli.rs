@@ -169,7 +169,10 @@ fn node_with_gpu_offload_commits_and_counts_gpu_batches() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let load = medchain(&["load", "--consortium", d, "--rate", "40", "--duration", "2", "--json"], "off");
+    let load = medchain(
+        &["load", "--consortium", d, "--rate", "40", "--duration", "2", "--doctors", "2", "--patients", "4", "--json"],
+        "off",
+    );
     let metrics = fetch_metrics(&dir);
     let _ = node.kill();
     let node_out = node.wait_with_output().unwrap();
