@@ -2,6 +2,9 @@
 //! figure per operation and size, crossovers, and a well-formed SVG plot. Runs on any adapter,
 //! the llvmpipe/lavapipe software one included (`MEDCHAIN_GPU=force`). Without an adapter it is
 //! skipped with a printed reason, unless `MEDCHAIN_REQUIRE_GPU=1`, when it fails.
+//!
+//! `medchain bench index` end to end on a small corpus: the JSON report's shape, and the
+//! encrypted and plaintext indexes agreeing with the corpus on every query (no timing checked).
 
 use std::process::Command;
 
@@ -191,4 +194,105 @@ fn bench_gpu_refuses_bad_flags_and_off() {
         .expect("run medchain");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("MEDCHAIN_GPU=force"));
+}
+
+/// `medchain bench index` end to end on a small corpus: one JSON object with the machine, the
+/// corpus, the writer side, both indexes and their ratios, every query measured on both indexes
+/// with both agreeing with the corpus, and the targets. Figures are checked for shape, not speed.
+#[test]
+fn bench_index_small_run_reports_json_and_both_indexes_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "index", "--records", "3000", "--repeats", "3", "--json", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .expect("run medchain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "medchain bench index failed ({:?}): {stderr}", out.status.code());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim().lines().count(), 1, "--json prints exactly one line: {stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+
+    assert!(v["machine"]["cpu_cores"].as_u64().unwrap() >= 1);
+    assert!(!v["machine"]["host"].as_str().unwrap().is_empty());
+    let date = v["date"].as_str().unwrap();
+    assert!(date.len() == 20 && date.ends_with('Z'), "date {date}");
+    let s = &v["settings"];
+    assert_eq!((s["records"].as_u64(), s["labels_per_record"].as_u64()), (Some(3000), Some(32)));
+    assert_eq!((s["epochs"].as_u64(), s["hospitals"].as_u64(), s["repeats"].as_u64()), (Some(24), Some(4), Some(3)));
+
+    let c = &v["corpus"];
+    assert_eq!(c["records"], 3000);
+    assert!(c["distinct_terms"].as_u64().unwrap() > 100);
+    let mean = c["terms_per_record_mean"].as_f64().unwrap();
+    assert!(mean > 1.0 && mean <= 32.0, "terms per record {mean}");
+    let per_type: u64 = c["data_types"].as_array().unwrap().iter().map(|t| t[1].as_u64().unwrap()).sum();
+    assert_eq!(per_type, 3000, "every record has a data type");
+
+    let w = &v["writer"];
+    positive(&w["records_per_s"], "writer records/s");
+    let real = w["real_labels"].as_u64().unwrap();
+    assert!(real > 3000 && real <= 3000 * 32, "real labels {real}");
+
+    let mut sizes = Vec::new();
+    for name in ["encrypted", "plaintext"] {
+        let i = &v[name];
+        assert_eq!(i["records"], 3000, "{name} holds every record");
+        positive(&i["records_per_s"], "build records/s");
+        assert!(i["commits"].as_u64().unwrap() >= 1 && i["segments"].as_u64().unwrap() >= 1);
+        sizes.push(positive(&i["size_bytes"], "size"));
+        assert!(tmp.path().join(name).join("meta.json").is_file(), "{name} index kept in --dir");
+    }
+    let ratio = positive(&v["size_ratio"], "size ratio");
+    assert!((ratio - sizes[0] / sizes[1]).abs() < 1e-9 * ratio, "size ratio = encrypted / plaintext");
+    assert!(sizes[0] > sizes[1], "32 random labels per record take more room than the plaintext terms");
+
+    assert_eq!(v["agreed"], true, "the indexes agreed with the corpus");
+    let queries = v["queries"].as_array().unwrap();
+    let names: Vec<&str> = queries.iter().map(|q| q["name"].as_str().unwrap()).collect();
+    assert!(names.starts_with(&["single", "and3"]), "queries {names:?}");
+    for q in queries {
+        let name = q["name"].as_str().unwrap();
+        assert_eq!(q["agreed"], true, "{name}: {}", q["mismatch"]);
+        assert!(q["mismatch"].is_null());
+        let text = q["query"].as_str().unwrap();
+        let predicates = q["predicate_matches"].as_array().unwrap().len() as u64;
+        assert_eq!(predicates, if name == "single" { 1 } else { 3 }, "{text}");
+        assert_eq!(q["keys"].as_u64(), Some(predicates * 4 * 24), "{text}: one key per term, hospital and epoch");
+        assert!(q["matches"].as_u64().unwrap() >= 1, "{text}: the query was chosen to match something");
+        assert!(q["lookups"].as_u64().unwrap() >= q["labels_found"].as_u64().unwrap());
+        for index in ["encrypted", "plaintext"] {
+            assert_eq!(q[index]["runs"], 3, "{text}: {index} runs");
+            let p50 = positive(&q[index]["p50_ms"], "p50");
+            assert!(q[index]["p90_ms"].as_f64().unwrap() >= p50);
+        }
+        let overhead = positive(&q["overhead_p50"], "overhead");
+        let expect = q["encrypted"]["p50_ms"].as_f64().unwrap() / q["plaintext"]["p50_ms"].as_f64().unwrap();
+        assert!((overhead - expect).abs() < 1e-9 * expect, "{text}: overhead = encrypted / plaintext");
+    }
+    let targets = v["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 3, "build, single and and3");
+    assert!(targets.iter().all(|t| t["met"].is_boolean() && t["measured"].is_string()));
+}
+
+#[test]
+fn bench_index_refuses_bad_flags_and_a_used_folder() {
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "index", "--records", "0"])
+        .output()
+        .expect("run medchain");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--records 0"));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("encrypted")).unwrap();
+    std::fs::write(tmp.path().join("encrypted").join("keep.txt"), "mine").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "index", "--records", "100", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .expect("run medchain");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists and is not empty"));
+    assert_eq!(std::fs::read_to_string(tmp.path().join("encrypted").join("keep.txt")).unwrap(), "mine");
 }

@@ -1,11 +1,14 @@
 //! Shared fixtures for medchain's criterion benches and `medchain bench`: deterministic signed
 //! items, messages and leaves, so every run measures the same work.
 //!
-//! [`gpu`] is the measurement behind `medchain bench gpu` and the `gpu` criterion bench.
+//! [`gpu`] is the measurement behind `medchain bench gpu` and the `gpu` criterion bench;
+//! [`index`] the one behind `medchain bench index` (the encrypted keyword index against a
+//! plaintext baseline).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod gpu;
+pub mod index;
 
 use engine::crypto::{PublicKey, Signature, SigningKey};
 use rayon::prelude::*;

@@ -2,6 +2,7 @@
 //! one JSON object, or an SVG plot. The measurement itself is `bench::gpu`.
 
 use ::bench::gpu::{self, Config, Event, Kernels, Op};
+use ::bench::index as index_bench;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use shaders::{AdapterPolicy, GpuContext, GpuError};
@@ -15,6 +16,41 @@ use std::time::Duration;
 pub enum BenchCommand {
     /// SHA-256, Merkle roots and Ed25519 on the GPU and on all CPU cores, batch 1 … 1,048,576.
     Gpu(GpuBenchArgs),
+    /// The encrypted keyword index: label derivation, index build, size and query latency,
+    /// against a plaintext tantivy index of the same corpus.
+    Index(IndexBenchArgs),
+}
+
+/// Arguments of `medchain bench index`. Exit status: 0 when both indexes returned exactly the
+/// corpus's matches for every query, 3 when they did not (the query figures are withheld), 2 for
+/// any other error.
+#[derive(clap::Args, Debug)]
+pub struct IndexBenchArgs {
+    /// Records in the synthetic corpus.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: usize,
+    /// Labels per record, P.
+    #[arg(long, default_value_t = index::labels::LABELS_PER_RECORD_DEFAULT)]
+    pub labels_per_record: usize,
+    /// Index epochs the records are spread over (a search needs terms × hospitals × epochs keys).
+    #[arg(long, default_value_t = 24)]
+    pub epochs: u64,
+    /// Hospitals (search domains), each with its own index key.
+    #[arg(long, default_value_t = 4)]
+    pub hospitals: usize,
+    /// Timed runs per query and index (after 2 warm-up runs); p50 and p90 are reported.
+    #[arg(long, default_value_t = 25)]
+    pub repeats: usize,
+    /// Where to build the two indexes (in `encrypted/` and `plaintext/`, which must not exist
+    /// or be empty; they are kept). Default: a temporary folder, removed at the end.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The corpus seed.
+    #[arg(long, default_value_t = 4)]
+    pub seed: u64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `medchain bench gpu`. Exit status: 0 when every GPU output equalled the CPU's
@@ -143,7 +179,60 @@ fn open_gpu() -> Result<std::sync::Arc<GpuContext>> {
 pub fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Gpu(a) => run_gpu(a),
+        BenchCommand::Index(a) => run_index(a),
     }
+}
+
+fn run_index(a: IndexBenchArgs) -> Result<ExitCode> {
+    let cfg = ::bench::index::Config {
+        records: a.records,
+        labels_per_record: a.labels_per_record,
+        epochs: a.epochs,
+        hospitals: a.hospitals,
+        repeats: a.repeats,
+        seed: a.seed,
+    };
+    let temp;
+    let dir = match &a.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("medchain-bench-index-")
+                .tempdir()
+                .context("creating a temporary folder")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let mut bar: Option<ProgressBar> = None;
+    let mut on_event = |ev: index_bench::Event| match ev {
+        index_bench::Event::Start { phase, total } => {
+            let b = crate::cli::load::progress_bar(total.max(1), phase.name(), a.json);
+            if total == 0 {
+                b.enable_steady_tick(Duration::from_millis(200));
+            }
+            bar = Some(b);
+        }
+        index_bench::Event::Progress { done } => {
+            if let Some(b) = &bar {
+                b.set_position(done);
+            }
+        }
+        index_bench::Event::Finish => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+        }
+    };
+    let report = index_bench::run(&cfg, &dir, &mut on_event)?;
+    crate::output::report(a.json, &report, || index_bench::render_tables(&report));
+    let mismatches = report.mismatches();
+    if !mismatches.is_empty() {
+        for m in &mismatches {
+            eprintln!("error: the indexes disagree with the corpus, query figures are withheld: {m}");
+        }
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_gpu(a: GpuBenchArgs) -> Result<ExitCode> {
@@ -222,7 +311,9 @@ mod tests {
     fn cfg(args: &[&str]) -> Result<Config> {
         let mut argv = vec!["t", "gpu"];
         argv.extend_from_slice(args);
-        let BenchCommand::Gpu(a) = T::try_parse_from(argv)?.c;
+        let BenchCommand::Gpu(a) = T::try_parse_from(argv)?.c else {
+            anyhow::bail!("not a gpu command");
+        };
         config(&a)
     }
 
