@@ -84,9 +84,10 @@ pub const REBUILD_BATCH_BLOCKS: u64 = 256;
 pub const WRITER_THREADS: usize = 2;
 
 /// The indexing memory budget of the writer, shared by its threads (tantivy's minimum is 15 MB
-/// per thread). Every label is a distinct term, so a record costs the indexer about 2 kB: a
-/// thread's share of the budget holds about 250,000 records before it writes a segment. Memory
-/// is taken as documents come, so a node indexing one block at a time uses a small part of it.
+/// per thread). Every label is a distinct term, so a record costs the indexer kilobytes, and a
+/// larger budget means fewer, larger segments from a big batch (fewer merges, fewer segments for
+/// each label lookup to probe). Memory is taken as documents come, so a node indexing one block at
+/// a time uses a small part of it.
 pub const WRITER_MEMORY_BYTES: usize = 1024 * 1024 * 1024;
 
 /// The version of the commit payload format and of the schema below; bumping it makes older
