@@ -233,6 +233,21 @@ impl Client {
         timeout: Duration,
     ) -> Result<TxId> {
         let nonce = self.nonce(&key.public()).await? + 1;
+        self.commit_payload_at(chain, key, cosigners, payload, nonce, timeout).await
+    }
+
+    /// [`Client::commit_payload`] with the nonce chosen by the caller: a sender that commits
+    /// through several nodes in a row must count its nonces itself, since a node may not have
+    /// applied the sender's previous transaction yet when it is asked.
+    pub async fn commit_payload_at(
+        &self,
+        chain: &engine::crypto::ChainId,
+        key: &engine::crypto::SigningKey,
+        cosigners: &[&engine::crypto::SigningKey],
+        payload: engine::tx::Payload,
+        nonce: u64,
+        timeout: Duration,
+    ) -> Result<TxId> {
         let height = self.status().await?.height;
         let mut keys = vec![key];
         keys.extend_from_slice(cosigners);

@@ -200,6 +200,15 @@ pub async fn search(
 
     let mut keys = Vec::new();
     let mut logs = Vec::new();
+    // The SearchLogs go through each hospital's node in turn; the nonces are counted here,
+    // because the next node may not have applied the previous SearchLog yet.
+    // The highest nonce any validator has seen: the last search may have committed elsewhere.
+    let mut tx_nonce = lookup.nonce(&me).await?;
+    for v in c.validators() {
+        if let Ok(n) = Client::new(v.http)?.nonce(&me).await {
+            tx_nonce = tx_nonce.max(n);
+        }
+    }
     for name in &names {
         let entry = c
             .validators()
@@ -244,8 +253,9 @@ pub async fn search(
             term_count: terms.len() as u32,
         });
         // Committed through the hospital's own node, so that its token service sees it at once.
+        tx_nonce += 1;
         let search_log = client
-            .commit_payload(&chain, researcher, &[], log, COMMIT_TIMEOUT)
+            .commit_payload_at(&chain, researcher, &[], log, tx_nonce, COMMIT_TIMEOUT)
             .await
             .with_context(|| format!("committing the SearchLog for {name}"))?;
         logs.push(search_log.to_hex());
