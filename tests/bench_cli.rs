@@ -244,6 +244,11 @@ fn bench_index_small_run_reports_json_and_both_indexes_agree() {
         sizes.push(positive(&i["size_bytes"], "size"));
         assert!(tmp.path().join(name).join("meta.json").is_file(), "{name} index kept in --dir");
     }
+    let bare = &v["labels_only"];
+    assert_eq!(bare["records"], 3000, "the labels-only index holds every record");
+    positive(&bare["records_per_s"], "labels-only build records/s");
+    positive(&bare["size_bytes"], "labels-only size");
+    assert!(tmp.path().join("labels-only").join("meta.json").is_file(), "labels-only index kept in --dir");
     let ratio = positive(&v["size_ratio"], "size ratio");
     assert!((ratio - sizes[0] / sizes[1]).abs() < 1e-9 * ratio, "size ratio = encrypted / plaintext");
     assert!(sizes[0] > sizes[1], "32 random labels per record take more room than the plaintext terms");

@@ -12,7 +12,8 @@
 //!    [`REBUILD_BATCH_BLOCKS`] blocks per call (one commit each), as a node's rebuild does; then
 //!    the writer's merges are waited for;
 //! 4. **plaintext build**: the same blocks into the [`plain`] baseline, committed per the same
-//!    batches;
+//!    batches; then the same labels into a bare tantivy index of labels alone ([`labels_only`]),
+//!    the rate tantivy itself reaches with P random terms per record on this machine;
 //! 5. **queries**: a single predicate matching about one record in a thousand and a selective
 //!    three-predicate conjunction, chosen from the corpus's term counts, parsed with
 //!    [`query::parse`] and run through the node's search path ([`index::search::search`]) with
@@ -22,6 +23,7 @@
 //! Time is read here (this is a measurement); the library logic measured takes none.
 
 pub mod corpus;
+pub mod labels_only;
 pub mod plain;
 
 use std::collections::{BTreeSet, HashMap};
@@ -107,6 +109,10 @@ pub enum Phase {
     PlaintextBuild,
     /// Waiting for the plaintext index's merges (no unit).
     PlaintextMerge,
+    /// Building the labels-only index (unit: records).
+    LabelsOnlyBuild,
+    /// Waiting for the labels-only index's merges (no unit).
+    LabelsOnlyMerge,
     /// Running the queries (unit: query runs).
     Queries,
 }
@@ -121,6 +127,8 @@ impl Phase {
             Phase::EncryptedMerge => "merging",
             Phase::PlaintextBuild => "plaintext",
             Phase::PlaintextMerge => "merging",
+            Phase::LabelsOnlyBuild => "labels only",
+            Phase::LabelsOnlyMerge => "merging",
             Phase::Queries => "queries",
         }
     }
@@ -174,6 +182,9 @@ pub enum BenchError {
     /// The plaintext index failed.
     #[error("{0}")]
     Plain(#[from] plain::PlainError),
+    /// The labels-only index failed.
+    #[error("{0}")]
+    LabelsOnly(#[from] labels_only::LabelsOnlyError),
     /// A benchmark query did not parse (a bug of the query choice).
     #[error("query {query:?} does not parse: {reason}")]
     Query {
@@ -421,6 +432,8 @@ pub struct Report {
     pub encrypted: IndexReport,
     /// The plaintext baseline.
     pub plaintext: IndexReport,
+    /// The labels alone in a bare tantivy index: the floor under the encrypted build.
+    pub labels_only: IndexReport,
     /// Encrypted over plaintext bytes on disk.
     pub size_ratio: f64,
     /// Encrypted over plaintext build time.
@@ -545,6 +558,7 @@ pub fn run(cfg: &Config, dir: &Path, events: &mut dyn FnMut(Event)) -> Result<Re
     let date = utc_now();
     let encrypted_dir = fresh_folder(dir.join("encrypted"))?;
     let plaintext_dir = fresh_folder(dir.join("plaintext"))?;
+    let labels_only_dir = fresh_folder(dir.join("labels-only"))?;
     let n = cfg.records;
     let p = cfg.labels_per_record;
 
@@ -645,6 +659,34 @@ pub fn run(cfg: &Config, dir: &Path, events: &mut dyn FnMut(Event)) -> Result<Re
         segments: segments(plain.tantivy_index(), &plaintext_dir)?,
         size_bytes: folder_bytes(&plaintext_dir)?,
     };
+
+    // 4b. Labels only.
+    events(Event::Start { phase: Phase::LabelsOnlyBuild, total: n as u64 });
+    let mut bare = labels_only::LabelsOnlyIndex::create(&labels_only_dir)?;
+    let t = Instant::now();
+    let mut done = 0;
+    for chunk in blocks.chunks(batch) {
+        bare.add_blocks(chunk)?;
+        done += chunk.iter().map(|b| b.records.len()).sum::<usize>();
+        events(Event::Progress { done: done as u64 });
+    }
+    let labels_only_build_s = t.elapsed().as_secs_f64();
+    events(Event::Finish);
+    events(Event::Start { phase: Phase::LabelsOnlyMerge, total: 0 });
+    let t = Instant::now();
+    let (bare_index, bare_records) = bare.finish()?;
+    let labels_only_merge_s = t.elapsed().as_secs_f64();
+    events(Event::Finish);
+    let labels_only = IndexReport {
+        records: bare_records,
+        build_s: labels_only_build_s,
+        records_per_s: n as f64 / labels_only_build_s,
+        commits: blocks.len().div_ceil(batch),
+        merge_wait_s: labels_only_merge_s,
+        segments: segments(&bare_index, &labels_only_dir)?,
+        size_bytes: folder_bytes(&labels_only_dir)?,
+    };
+    drop(bare_index);
 
     // 5. Queries.
     let ids: Vec<Digest> = blocks.iter().flat_map(|b| b.records.iter().map(|r| r.record_id)).collect();
@@ -762,6 +804,7 @@ pub fn run(cfg: &Config, dir: &Path, events: &mut dyn FnMut(Event)) -> Result<Re
         build_time_ratio: encrypted.build_s / plaintext.build_s.max(1e-9),
         encrypted,
         plaintext,
+        labels_only,
         queries,
         targets,
         agreed,
@@ -1079,7 +1122,15 @@ pub fn render_tables(r: &Report) -> String {
     ));
     out.push_str("| index | build | records/s | commits | merge wait | segments | size on disk |\n");
     out.push_str("|---|---|---|---|---|---|---|\n");
-    for (name, i) in [("encrypted", &r.encrypted), ("plaintext", &r.plaintext)] {
+    for (name, i) in
+        [("encrypted", &r.encrypted), ("plaintext", &r.plaintext), ("labels only (bare tantivy)", &r.labels_only)]
+    {
+        if name.starts_with("labels") {
+            out.push_str(&format!(
+                "| encrypted / plaintext | {:.2}× | | | | | {:.2}× |\n",
+                r.build_time_ratio, r.size_ratio
+            ));
+        }
         out.push_str(&format!(
             "| {name} | {} | {} | {} | {} | {} | {} |\n",
             human_time(i.build_s),
@@ -1090,7 +1141,7 @@ pub fn render_tables(r: &Report) -> String {
             bytes(i.size_bytes)
         ));
     }
-    out.push_str(&format!("| ratio | {:.2}× | | | | | {:.2}× |\n\n", r.build_time_ratio, r.size_ratio));
+    out.push('\n');
     out.push_str("| query | matches | keys | lookups | encrypted p50 | p90 | plaintext p50 | p90 | overhead p50 | p90 | agreed |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for q in &r.queries {

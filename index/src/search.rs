@@ -202,12 +202,19 @@ pub fn search(
     outcome.lookups = expansion.lookups;
 
     let matching = expr_query(view, &query.expr, &term_labels);
-    let full = BooleanQuery::new(vec![
-        (Occur::Must, matching),
-        (Occur::Must, cells_query(view, &cells)),
-        (Occur::Must, view.filter_query(&public_filter(query))),
-    ]);
-    let mut hits = view.search(&full)?;
+    let mut must = vec![(Occur::Must, matching), (Occur::Must, view.filter_query(&public_filter(query)))];
+    // Without a `NOT` every match holds a label of a key the expansion kept, all of which belong
+    // to universe cells, so restricting the hits afterwards (a set lookup per hit) gives the same
+    // records as intersecting with the cells' range queries, which cost a scan of the epoch
+    // column per cell. A `NOT` complements over everything, so it needs the cells in the query.
+    let monotone = !has_not(&query.expr);
+    if !monotone {
+        must.push((Occur::Must, cells_query(view, &cells)));
+    }
+    let mut hits = view.search(&BooleanQuery::new(must))?;
+    if monotone {
+        hits.retain(|hit| cells.contains(&(hit.hospital, hit.epoch)));
+    }
     outcome.total = hits.len();
     outcome.truncated = hits.len() > limits.hits_max;
     hits.truncate(limits.hits_max);
@@ -351,6 +358,15 @@ fn boolean(
         };
     }
     Box::new(BooleanQuery::new(operands.iter().map(|x| (occur, expr_query(view, x, term_labels))).collect()))
+}
+
+/// Whether `expr` has a `NOT` anywhere.
+fn has_not(expr: &Expr) -> bool {
+    match expr {
+        Expr::Pred(_) => false,
+        Expr::And(xs) | Expr::Or(xs) => xs.iter().any(has_not),
+        Expr::Not(_) => true,
+    }
 }
 
 /// The records of any universe cell.

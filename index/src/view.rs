@@ -12,7 +12,8 @@
 //!
 //! | field        | type   | options                 | content                                          |
 //! |--------------|--------|-------------------------|--------------------------------------------------|
-//! | `record_id`  | bytes  | fast, stored            | the record id (32 bytes)                         |
+//! | `record_id`  | bytes  | stored                  | the record id (32 bytes)                         |
+//! | `rid0`…`rid3`| u64    | fast                    | the record id as four big-endian words           |
 //! | `label`      | bytes  | indexed, multi-valued   | the record's P search labels (16 bytes each)     |
 //! | `height`     | u64    | indexed, fast, stored   | the height of the block holding the anchor       |
 //! | `tx_index`   | u64    | fast, stored            | the anchor's position in its block (for proofs)  |
@@ -92,8 +93,13 @@ pub const WRITER_MEMORY_BYTES: usize = 1024 * 1024 * 1024;
 
 /// The version of the commit payload format and of the schema below; bumping it makes older
 /// folders refuse to open (with advice to rebuild). Version 2 made `record_id` and `tx_index`
-/// fast fields and took `record_id` and `created_at` out of the inverted index.
-const FORMAT_VERSION: u32 = 2;
+/// fast fields and took `record_id` and `created_at` out of the inverted index; version 3 reads
+/// the record id from four u64 columns instead of a bytes column.
+const FORMAT_VERSION: u32 = 3;
+
+/// The fast fields holding the record id, most significant word first (a u64 column reads in
+/// constant time; a bytes column goes through its dictionary, about 3 µs per hit at 1M records).
+const RECORD_ID_WORDS: [&str; 4] = ["rid0", "rid1", "rid2", "rid3"];
 
 /// What to tell the operator when the folder cannot be used as it is.
 const REBUILD_ADVICE: &str = "stop the node and run `medchain index rebuild` to rebuild it from the chain";
@@ -312,6 +318,7 @@ struct CommitPayload {
 #[derive(Clone, Copy, Debug)]
 struct Fields {
     record_id: Field,
+    record_id_words: [Field; 4],
     label: Field,
     height: Field,
     tx_index: Field,
@@ -325,7 +332,8 @@ fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let fast_u64 = NumericOptions::default().set_indexed().set_fast().set_stored();
     let fields = Fields {
-        record_id: b.add_bytes_field("record_id", BytesOptions::default().set_fast().set_stored()),
+        record_id: b.add_bytes_field("record_id", BytesOptions::default().set_stored()),
+        record_id_words: RECORD_ID_WORDS.map(|name| b.add_u64_field(name, NumericOptions::default().set_fast())),
         label: b.add_bytes_field("label", BytesOptions::default().set_indexed()),
         height: b.add_u64_field("height", fast_u64.clone()),
         tx_index: b.add_u64_field("tx_index", NumericOptions::default().set_fast().set_stored()),
@@ -723,6 +731,9 @@ impl IndexView {
         let f = &self.fields;
         let mut doc = TantivyDocument::new();
         doc.add_bytes(f.record_id, &record.record_id.0);
+        for (field, word) in f.record_id_words.iter().zip(record.record_id.0.chunks_exact(8)) {
+            doc.add_u64(*field, u64::from_be_bytes(word.try_into().expect("8-byte chunk")));
+        }
         for label in &record.labels {
             doc.add_bytes(f.label, label);
         }
@@ -828,7 +839,7 @@ enum ColumnError {
 
 /// The fast-field columns a hit is read from, in one segment.
 struct HitColumns {
-    record_id: BytesColumn,
+    record_id: [Column<u64>; 4],
     height: Column<u64>,
     tx_index: Column<u64>,
     hospital: BytesColumn,
@@ -842,7 +853,12 @@ impl HitColumns {
         let ff = segment.fast_fields();
         let t = ColumnError::Tantivy;
         Ok(HitColumns {
-            record_id: ff.bytes("record_id").map_err(t)?.ok_or(ColumnError::Missing("record_id"))?,
+            record_id: [
+                ff.u64(RECORD_ID_WORDS[0]).map_err(t)?,
+                ff.u64(RECORD_ID_WORDS[1]).map_err(t)?,
+                ff.u64(RECORD_ID_WORDS[2]).map_err(t)?,
+                ff.u64(RECORD_ID_WORDS[3]).map_err(t)?,
+            ],
             height: ff.u64("height").map_err(t)?,
             tx_index: ff.u64("tx_index").map_err(t)?,
             hospital: ff.bytes("hospital").map_err(t)?.ok_or(ColumnError::Missing("hospital"))?,
@@ -870,11 +886,15 @@ impl HitColumns {
             Ok(false) => return Err(ColumnError::Missing("data_type")),
             Err(e) => return Err(ColumnError::Tantivy(e.into())),
         }
+        let mut record_id = [0u8; 32];
+        for (column, word) in self.record_id.iter().zip(record_id.chunks_exact_mut(8)) {
+            word.copy_from_slice(&u64_of(column, "record_id")?.to_be_bytes());
+        }
         Ok(Hit {
             height: u64_of(&self.height, "height")?,
             tx_index: u32::try_from(u64_of(&self.tx_index, "tx_index")?)
                 .map_err(|_| ColumnError::Missing("tx_index"))?,
-            record_id: Digest(bytes32(&self.record_id, "record_id")?),
+            record_id: Digest(record_id),
             hospital: PublicKey(bytes32(&self.hospital, "hospital")?),
             data_type,
             created_at_ms: u64_of(&self.created_at, "created_at")?,

@@ -1,5 +1,6 @@
 //! The plaintext baseline: a tantivy index of the same records as the encrypted view, with the
-//! same public fields under the same options, but each record's terms as `field=value` raw
+//! same public fields under the same options (record id, created-at and the rest as `index::view`
+//! has them), but each record's terms as `field=value` raw
 //! tokens in one indexed field instead of its P labels. The cost of encryption is what the
 //! encrypted index does beyond this one. Exists only in the benchmark: a node never holds
 //! plaintext terms.
@@ -19,6 +20,9 @@ use tantivy::schema::{BytesOptions, Field, IndexRecordOption, NumericOptions, Sc
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
 
 use super::corpus::Corpus;
+
+/// The record id's fast fields, as the view has them (four big-endian words).
+const RECORD_ID_WORDS: [&str; 4] = ["rid0", "rid1", "rid2", "rid3"];
 
 /// Writer threads and memory budget: the encrypted view's (see `index::view`).
 pub const WRITER_THREADS: usize = super::VIEW_WRITER_THREADS;
@@ -41,6 +45,7 @@ pub struct PlainError {
 #[derive(Clone, Copy)]
 struct Fields {
     record_id: Field,
+    record_id_words: [Field; 4],
     terms: Field,
     height: Field,
     tx_index: Field,
@@ -64,13 +69,14 @@ fn schema() -> (Schema, Fields) {
         }
     };
     let fields = Fields {
-        record_id: b.add_bytes_field("record_id", BytesOptions::default().set_indexed().set_fast().set_stored()),
+        record_id: b.add_bytes_field("record_id", BytesOptions::default().set_stored()),
+        record_id_words: RECORD_ID_WORDS.map(|name| b.add_u64_field(name, NumericOptions::default().set_fast())),
         terms: b.add_text_field("terms", raw(false)),
         height: b.add_u64_field("height", fast_u64.clone()),
         tx_index: b.add_u64_field("tx_index", NumericOptions::default().set_fast().set_stored()),
         hospital: b.add_bytes_field("hospital", BytesOptions::default().set_indexed().set_fast().set_stored()),
         data_type: b.add_text_field("data_type", raw(true)),
-        created_at: b.add_u64_field("created_at", fast_u64.clone()),
+        created_at: b.add_u64_field("created_at", NumericOptions::default().set_fast().set_stored()),
         epoch: b.add_u64_field("epoch", fast_u64),
     };
     (b.build(), fields)
@@ -113,6 +119,9 @@ impl PlainIndex {
             for record in &block.records {
                 let mut doc = TantivyDocument::new();
                 doc.add_bytes(f.record_id, &record.record_id.0);
+                for (field, word) in f.record_id_words.iter().zip(record.record_id.0.chunks_exact(8)) {
+                    doc.add_u64(*field, u64::from_be_bytes(word.try_into().unwrap_or_default()));
+                }
                 for &t in corpus.record_terms(i) {
                     doc.add_text(f.terms, &corpus.tokens[t as usize]);
                 }
@@ -261,7 +270,7 @@ fn and(mut queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
 
 /// The fast-field columns a hit is read from, in one segment.
 struct HitColumns {
-    record_id: BytesColumn,
+    record_id: [Column<u64>; 4],
     height: Column<u64>,
     tx_index: Column<u64>,
     hospital: BytesColumn,
@@ -275,7 +284,12 @@ impl HitColumns {
         let ff = reader.fast_fields();
         let missing = |name: &str| TantivyError::InternalError(format!("no fast field {name}"));
         Ok(HitColumns {
-            record_id: ff.bytes("record_id")?.ok_or_else(|| missing("record_id"))?,
+            record_id: [
+                ff.u64(RECORD_ID_WORDS[0])?,
+                ff.u64(RECORD_ID_WORDS[1])?,
+                ff.u64(RECORD_ID_WORDS[2])?,
+                ff.u64(RECORD_ID_WORDS[3])?,
+            ],
             height: ff.u64("height")?,
             tx_index: ff.u64("tx_index")?,
             hospital: ff.bytes("hospital")?.ok_or_else(|| missing("hospital"))?,
@@ -295,10 +309,14 @@ impl HitColumns {
         let mut data_type = String::new();
         let ord = self.data_type.term_ords(doc).next()?;
         self.data_type.ord_to_str(ord, &mut data_type).ok()?.then_some(())?;
+        let mut record_id = [0u8; 32];
+        for (col, word) in self.record_id.iter().zip(record_id.chunks_exact_mut(8)) {
+            word.copy_from_slice(&col.first(doc)?.to_be_bytes());
+        }
         Some(Hit {
             height: self.height.first(doc)?,
             tx_index: u32::try_from(self.tx_index.first(doc)?).ok()?,
-            record_id: Digest(bytes32(&self.record_id)?),
+            record_id: Digest(record_id),
             hospital: PublicKey(bytes32(&self.hospital)?),
             data_type,
             created_at_ms: self.created_at.first(doc)?,
