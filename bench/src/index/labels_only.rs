@@ -68,12 +68,16 @@ impl LabelsOnlyIndex {
     /// Waits for the writer's merges to end; the records held.
     pub fn finish(self) -> Result<(Index, u64), LabelsOnlyError> {
         let LabelsOnlyIndex { dir, writer, index, .. } = self;
-        writer
-            .wait_merging_threads()
-            .map_err(|source| LabelsOnlyError { dir: dir.clone(), operation: "waiting for merges", source })?;
-        let reader = index
-            .reader()
-            .map_err(|source| LabelsOnlyError { dir: dir.clone(), operation: "opening a reader", source })?;
+        writer.wait_merging_threads().map_err(|source| LabelsOnlyError {
+            dir: dir.clone(),
+            operation: "waiting for merges",
+            source,
+        })?;
+        let reader = index.reader().map_err(|source| LabelsOnlyError {
+            dir: dir.clone(),
+            operation: "opening a reader",
+            source,
+        })?;
         let records = reader.searcher().num_docs();
         Ok((index, records))
     }
