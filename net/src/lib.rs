@@ -1,14 +1,15 @@
 //! medchain's async shell: everything that talks to the outside world.
 //!
 //! Owns the consortium PKI ([`tls`]), QUIC peer links ([`transport`]), the PBFT driver
-//! ([`driver`]) and node assembly ([`node`]), the HTTP API ([`api`]) and the node's encrypted
-//! index ([`search`]). It never decides
+//! ([`driver`]) and node assembly ([`node`]), the HTTP API ([`api`]), the node's encrypted
+//! index ([`search`]) and the blob store of sealed record bodies ([`blobs`]). It never decides
 //! anything about the chain: validation and consensus live in `engine`, which this crate feeds
 //! and obeys. This is the only crate that spawns tasks or reads the system clock.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod blobs;
 pub mod core;
 pub mod driver;
 pub mod limits;

@@ -5,26 +5,27 @@
 //! 1. its terms are extracted here (`index::keywords`), on the writer's machine;
 //! 2. the hospital's node derives its P labels (`POST /v1/index/labels`, signed by the doctor);
 //!    the terms go to no other node;
-//! 3. its body is encrypted with AES-256-SIV under a fresh data key, the record id as associated
-//!    data, and kept in the writer's blob folder; the chain gets the ciphertext's digest;
+//! 3. its body is sealed by `engine::envelope` (AES-256-SIV under a fresh data key, random nonce,
+//!    the record id as associated data) and stored in the writer's blob store (`net::blobs`, a
+//!    local folder); the chain gets the blob's digest, length and locator;
 //! 4. the doctor signs the `AnchorRecord` and the patient co-signs it (consent).
 //!
-//! Until record sharing lands (issue 5: blob store behind object_store, data keys encrypted to
-//! the validators' collective key), the ciphertext and its data key stay in
-//! `CONSORTIUM/clients/HOSPITAL/blobs/`, on the writer's disk only, and the anchor's
+//! Until data keys are encrypted to the validators' collective key (issue 5), the blob store is
+//! `CONSORTIUM/clients/HOSPITAL/blobs/` and each data key stays beside it in
+//! `CONSORTIUM/clients/HOSPITAL/keys/` (mode 0600), on the writer's disk only; the anchor's
 //! `encrypted_data_key` is empty.
 
 use crate::client::Client;
 use crate::consortium::{random_key, read_key, write_key, write_private, Consortium};
 use crate::output::report;
-use aes_siv::aead::{Aead, KeyInit, Payload as AeadPayload};
-use aes_siv::Aes256SivAead;
 use anyhow::{bail, Context, Result};
-use engine::codec::{sha256, Digest};
+use engine::codec::Digest;
 use engine::crypto::{ChainId, PublicKey, SigningKey};
+use engine::envelope::{self, BlobRef, DataKey, DATA_KEY_LEN, NONCE_LEN};
 use engine::tx::{AnchorRecord, Enroll, Payload, Role, Transaction, TxBody, TxId};
 use index::keywords::{extract_value, ExtractContext, FhirDate};
 use index::query::CreatedRange;
+use net::blobs::BlobStore;
 use net::search::{LabelRequest, LabelResponse, LabelTerm};
 use serde::Serialize;
 use serde_json::Value;
@@ -176,7 +177,9 @@ pub async fn import(
     client.wait_ready(Duration::from_secs(30)).await?;
     let home = c.dir.join("clients").join(name);
     let blobs = home.join("blobs");
-    std::fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
+    let store = BlobStore::local(&blobs)?;
+    let keys = home.join("keys");
+    std::fs::create_dir_all(&keys).with_context(|| format!("cannot create {}", keys.display()))?;
 
     // Read every bundle and extract every resource before anything is written, so that a
     // malformed bundle changes nothing.
@@ -273,7 +276,7 @@ pub async fn import(
         labels_per_record = index_labels.len();
         dropped += labels.dropped;
         epochs.insert(labels.epoch);
-        let (digest, len, locator) = seal_body(&blobs, &record_id, &p.resource)?;
+        let (blob, locator) = seal_body(&store, &keys, &record_id, &p.resource).await?;
         let created_at_ms = p
             .extracted
             .clinical_date
@@ -286,8 +289,8 @@ pub async fn import(
             hospital: hospital.public(),
             data_type: p.extracted.resource_type.clone(),
             created_at_ms,
-            ciphertext_digest: digest,
-            ciphertext_len: len,
+            ciphertext_digest: blob.digest,
+            ciphertext_len: blob.len,
             blob_locator: locator,
             encrypted_data_key: Vec::new(),
             index_labels,
@@ -357,21 +360,17 @@ async fn submit_all(client: &Client, txs: &[Transaction]) -> Result<Vec<TxId>> {
     Ok(txs.iter().map(Transaction::id).collect())
 }
 
-/// Encrypts the resource under a fresh data key (AES-256-SIV, random nonce, record id as
-/// associated data) into the blob folder; returns the ciphertext's digest, length and locator.
-fn seal_body(blobs: &Path, record_id: &Digest, resource: &Value) -> Result<(Digest, u64, String)> {
-    let plaintext = serde_json::to_vec(resource)?;
-    let key = Aes256SivAead::generate_key(&mut rand::rngs::OsRng);
-    let mut nonce = [0u8; 16];
+/// Seals the resource under a fresh data key (`engine::envelope`) into the blob store and keeps
+/// the data key in `keys/` (mode 0600); returns the blob's reference and locator.
+async fn seal_body(store: &BlobStore, keys: &Path, record_id: &Digest, resource: &Value) -> Result<(BlobRef, String)> {
+    let body = serde_json::to_vec(resource)?;
+    let mut key = [0u8; DATA_KEY_LEN];
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
-    let cipher = Aes256SivAead::new(&key);
-    let sealed = cipher
-        .encrypt((&nonce).into(), AeadPayload { msg: &plaintext, aad: &record_id.0 })
-        .map_err(|_| anyhow::anyhow!("AES-SIV encryption failed"))?;
-    let mut blob = nonce.to_vec();
-    blob.extend_from_slice(&sealed);
-    let name = format!("{}.bin", record_id.to_hex());
-    write_private(&blobs.join(&name), &blob)?;
-    write_private(&blobs.join(format!("{}.key", record_id.to_hex())), hex::encode(key).as_bytes())?;
-    Ok((sha256(&blob), blob.len() as u64, format!("file:blobs/{name}")))
+    let key = DataKey::from_bytes(key);
+    let blob = envelope::seal(&key, &nonce, record_id, &body)?;
+    let locator = store.put(record_id, &blob).await?;
+    write_private(&keys.join(format!("{}.key", record_id.to_hex())), hex::encode(key.expose_bytes()).as_bytes())?;
+    Ok((BlobRef::of(&blob), locator))
 }
