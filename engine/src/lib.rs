@@ -11,6 +11,7 @@ pub mod audit;
 pub mod block;
 pub mod codec;
 pub mod crypto;
+pub mod dkg;
 pub mod envelope;
 pub mod genesis;
 pub mod limits;

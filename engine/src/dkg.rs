@@ -1,0 +1,355 @@
+//! Distributed key generation of the validators' collective key (DESIGN.md §7), on frost's DKG
+//! for ristretto255 (`frost-ristretto255`, the Komlo–Goldberg protocol: Pedersen's DKG with a
+//! proof of knowledge of each participant's constant term, which stops rogue-key attacks).
+//!
+//! Validator `i` of `n` (its index is its position in the genesis validator set plus one) runs:
+//! 1. [`round1`]: a random polynomial of degree `t − 1`; it broadcasts the *public* package
+//!    (commitments to the coefficients and the proof) and keeps the secret one;
+//! 2. [`round2`]: with every other validator's round-1 package it checks their proofs and makes
+//!    one *secret* package per other validator (that validator's evaluation of its polynomial),
+//!    which must reach only that validator (encrypted to it);
+//! 3. [`finish`]: with every round-2 package addressed to it, it checks each against the sender's
+//!    commitments and sums them into its share `x_i`. Every validator derives the same public
+//!    key set (`Y` and every `Y_j`) from the round-1 packages.
+//!
+//! No process ever holds `x`: each knows its polynomial and the evaluations sent to it. A
+//! participant whose proof or share does not check is named by its index. The protocol, like
+//! frost's, needs authenticated channels (which package came from which validator); the node
+//! provides them by carrying the packages in signed transactions. Randomness is an input.
+
+use std::collections::BTreeMap;
+
+use frost_ristretto255 as frost;
+use frost_ristretto255::keys::dkg;
+use rand_core::{CryptoRng, RngCore};
+
+use crate::threshold::{KeyShare, PublicKeySet, ShareIndex};
+
+/// Why a DKG step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DkgError {
+    /// Parameters frost refuses (threshold 0 or above n, n below 2).
+    #[error("invalid key generation parameters: threshold {threshold} of {n}: {reason}")]
+    Parameters {
+        /// The threshold.
+        threshold: u16,
+        /// Participants.
+        n: u16,
+        /// frost's reason.
+        reason: String,
+    },
+    /// A package that does not decode.
+    #[error("validator {from}: its round-{round} package does not decode: {reason}")]
+    Malformed {
+        /// The sender.
+        from: ShareIndex,
+        /// 1 or 2.
+        round: u8,
+        /// Why.
+        reason: String,
+    },
+    /// A participant's proof of knowledge or secret share does not check.
+    #[error("validator {culprit}: its round-{round} package fails verification ({reason}); exclude it and restart")]
+    Culprit {
+        /// The participant at fault.
+        culprit: ShareIndex,
+        /// The round of the failing package.
+        round: u8,
+        /// frost's reason.
+        reason: String,
+    },
+    /// Packages missing, extra or from unknown indices.
+    #[error("round {round}: {reason}")]
+    Packages {
+        /// The round.
+        round: u8,
+        /// Which.
+        reason: String,
+    },
+}
+
+/// What a participant keeps between round 1 and round 2 (secret, in memory).
+pub struct Round1Secret {
+    index: ShareIndex,
+    n: u16,
+    threshold: u16,
+    inner: dkg::round1::SecretPackage,
+}
+
+/// What a participant keeps between round 2 and the end (secret, in memory).
+pub struct Round2Secret {
+    index: ShareIndex,
+    n: u16,
+    threshold: u16,
+    inner: dkg::round2::SecretPackage,
+}
+
+impl std::fmt::Debug for Round1Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Round1Secret({} of {}, t = {})", self.index, self.n, self.threshold)
+    }
+}
+
+impl std::fmt::Debug for Round2Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Round2Secret({} of {}, t = {})", self.index, self.n, self.threshold)
+    }
+}
+
+fn identifier(index: ShareIndex) -> Result<frost::Identifier, DkgError> {
+    frost::Identifier::try_from(index)
+        .map_err(|e| DkgError::Packages { round: 1, reason: format!("index {index} is not a participant: {e}") })
+}
+
+/// Round 1 for validator `index` (1..=n): the secret to keep and the public package to broadcast.
+pub fn round1(
+    index: ShareIndex,
+    n: u16,
+    threshold: u16,
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<(Round1Secret, Vec<u8>), DkgError> {
+    if index == 0 || index > n {
+        return Err(DkgError::Parameters { threshold, n, reason: format!("index {index} is not in 1..={n}") });
+    }
+    let (inner, package) = dkg::part1(identifier(index)?, n, threshold, rng).map_err(|e| DkgError::Parameters {
+        threshold,
+        n,
+        reason: e.to_string(),
+    })?;
+    let bytes =
+        package.serialize().map_err(|e| DkgError::Malformed { from: index, round: 1, reason: e.to_string() })?;
+    Ok((Round1Secret { index, n, threshold, inner }, bytes))
+}
+
+/// Decodes the other participants' round-1 packages; exactly one from each other index.
+fn round1_packages(
+    me: ShareIndex,
+    n: u16,
+    received: &BTreeMap<ShareIndex, Vec<u8>>,
+) -> Result<BTreeMap<frost::Identifier, dkg::round1::Package>, DkgError> {
+    expect_all_others(me, n, received, 1)?;
+    received
+        .iter()
+        .map(|(from, bytes)| {
+            let package = dkg::round1::Package::deserialize(bytes).map_err(|e| DkgError::Malformed {
+                from: *from,
+                round: 1,
+                reason: e.to_string(),
+            })?;
+            Ok((identifier(*from)?, package))
+        })
+        .collect()
+}
+
+fn expect_all_others(
+    me: ShareIndex,
+    n: u16,
+    received: &BTreeMap<ShareIndex, Vec<u8>>,
+    round: u8,
+) -> Result<(), DkgError> {
+    let missing: Vec<ShareIndex> = (1..=n).filter(|i| *i != me && !received.contains_key(i)).collect();
+    let extra: Vec<ShareIndex> = received.keys().copied().filter(|i| *i == me || *i == 0 || *i > n).collect();
+    if missing.is_empty() && extra.is_empty() {
+        Ok(())
+    } else {
+        Err(DkgError::Packages {
+            round,
+            reason: format!("missing packages from {missing:?}, unexpected from {extra:?}"),
+        })
+    }
+}
+
+/// Maps a frost error to the participant it blames, if any.
+fn blame(err: frost::Error, round: u8, n: u16) -> DkgError {
+    let reason = err.to_string();
+    let culprit = err.culprits().into_iter().next().and_then(|c| (1..=n).find(|i| identifier(*i).ok() == Some(c)));
+    match culprit {
+        Some(culprit) => DkgError::Culprit { culprit, round, reason },
+        None => DkgError::Packages { round, reason },
+    }
+}
+
+/// Round 2: checks the others' round-1 packages; returns the secret to keep and, for each other
+/// validator, the secret package to send to it alone.
+pub fn round2(
+    secret: Round1Secret,
+    round1: &BTreeMap<ShareIndex, Vec<u8>>,
+) -> Result<(Round2Secret, BTreeMap<ShareIndex, Vec<u8>>), DkgError> {
+    let Round1Secret { index, n, threshold, inner } = secret;
+    let packages = round1_packages(index, n, round1)?;
+    let (inner, outgoing) = dkg::part2(inner, &packages).map_err(|e| blame(e, 1, n))?;
+    let mut out = BTreeMap::new();
+    for to in (1..=n).filter(|i| *i != index) {
+        let package = outgoing.get(&identifier(to)?).ok_or_else(|| DkgError::Packages {
+            round: 2,
+            reason: format!("frost made no package for validator {to}"),
+        })?;
+        let bytes =
+            package.serialize().map_err(|e| DkgError::Malformed { from: index, round: 2, reason: e.to_string() })?;
+        out.insert(to, bytes);
+    }
+    Ok((Round2Secret { index, n, threshold, inner }, out))
+}
+
+/// The end: checks the round-2 packages addressed to this validator against their senders'
+/// commitments; returns its key share and the consortium's public key set (the same at every
+/// validator).
+pub fn finish(
+    secret: &Round2Secret,
+    round1: &BTreeMap<ShareIndex, Vec<u8>>,
+    round2: &BTreeMap<ShareIndex, Vec<u8>>,
+) -> Result<(KeyShare, PublicKeySet), DkgError> {
+    let (index, n) = (secret.index, secret.n);
+    let packages1 = round1_packages(index, n, round1)?;
+    expect_all_others(index, n, round2, 2)?;
+    let packages2 = round2
+        .iter()
+        .map(|(from, bytes)| {
+            let package = dkg::round2::Package::deserialize(bytes).map_err(|e| DkgError::Malformed {
+                from: *from,
+                round: 2,
+                reason: e.to_string(),
+            })?;
+            Ok((identifier(*from)?, package))
+        })
+        .collect::<Result<BTreeMap<_, _>, DkgError>>()?;
+    let (key_package, public) = dkg::part3(&secret.inner, &packages1, &packages2).map_err(|e| blame(e, 2, n))?;
+
+    let bytes32 = |v: Vec<u8>, what: &str| -> Result<[u8; 32], DkgError> {
+        v.try_into().map_err(|_| DkgError::Packages { round: 2, reason: format!("{what} is not 32 bytes") })
+    };
+    let share_bytes = bytes32(key_package.signing_share().serialize(), "the signing share")?;
+    let share = KeyShare::new(index, share_bytes)
+        .map_err(|e| DkgError::Packages { round: 2, reason: format!("the signing share: {e}") })?;
+    let collective = bytes32(
+        public.verifying_key().serialize().map_err(|e| DkgError::Packages { round: 2, reason: e.to_string() })?,
+        "the group key",
+    )?;
+    let mut shares = Vec::with_capacity(usize::from(n));
+    for i in 1..=n {
+        let v = public
+            .verifying_shares()
+            .get(&identifier(i)?)
+            .ok_or_else(|| DkgError::Packages { round: 2, reason: format!("no public share for validator {i}") })?;
+        shares.push(bytes32(
+            v.serialize().map_err(|e| DkgError::Packages { round: 2, reason: e.to_string() })?,
+            "a public share",
+        )?);
+    }
+    let set = PublicKeySet { threshold: secret.threshold, collective, shares };
+    set.check().map_err(|e| DkgError::Packages { round: 2, reason: e.to_string() })?;
+    if set.shares[usize::from(index) - 1] != share.public() {
+        return Err(DkgError::Packages {
+            round: 2,
+            reason: "this validator's share does not match its public share".into(),
+        });
+    }
+    Ok((share, set))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Digest;
+    use crate::crypto::ChainId;
+    use crate::envelope::DataKey;
+    use crate::threshold::{combine, decryption_share, encrypt_key, ReaderSecret, ShareContext};
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    /// Runs the whole protocol for n participants in memory; `tamper` may alter each round-2
+    /// package (from, to, bytes) before delivery.
+    fn run(
+        n: u16,
+        t: u16,
+        seed: u64,
+        tamper: impl Fn(ShareIndex, ShareIndex, &mut Vec<u8>),
+    ) -> Vec<Result<(KeyShare, PublicKeySet), DkgError>> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut secrets1 = Vec::new();
+        let mut public1 = BTreeMap::new();
+        for i in 1..=n {
+            let (s, p) = round1(i, n, t, &mut rng).unwrap();
+            secrets1.push(s);
+            public1.insert(i, p);
+        }
+        let others = |me: ShareIndex| -> BTreeMap<ShareIndex, Vec<u8>> {
+            public1.iter().filter(|(i, _)| **i != me).map(|(i, p)| (*i, p.clone())).collect()
+        };
+        let mut secrets2 = Vec::new();
+        let mut inbox: BTreeMap<ShareIndex, BTreeMap<ShareIndex, Vec<u8>>> = BTreeMap::new();
+        for s in secrets1 {
+            let me = s.index;
+            let (s2, out) = round2(s, &others(me)).unwrap();
+            for (to, mut bytes) in out {
+                tamper(me, to, &mut bytes);
+                inbox.entry(to).or_default().insert(me, bytes);
+            }
+            secrets2.push(s2);
+        }
+        secrets2.iter().map(|s| finish(s, &others(s.index), &inbox[&s.index])).collect()
+    }
+
+    #[test]
+    fn every_validator_gets_the_same_key_set_and_any_t_shares_decrypt() {
+        let (n, t) = (4u16, 2u16);
+        let results = run(n, t, 1, |_, _, _| {});
+        let (shares, sets): (Vec<KeyShare>, Vec<PublicKeySet>) = results.into_iter().map(Result::unwrap).unzip();
+        assert!(sets.windows(2).all(|w| w[0] == w[1]), "one public key set");
+        let set = &sets[0];
+        assert_eq!(set.threshold, t);
+        for (i, share) in shares.iter().enumerate() {
+            assert_eq!(share.index(), i as u16 + 1);
+            assert_eq!(set.shares[i], share.public());
+        }
+
+        // The DKG's shares work with the threshold encryption.
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let chain = ChainId::new("dkg-test").unwrap();
+        let record = Digest([5; 32]);
+        let key = DataKey::from_bytes([0x42; 64]);
+        let enc = encrypt_key(set, &chain, &record, &key, &mut rng).unwrap();
+        let reader = ReaderSecret::random(&mut rng);
+        let reader_pub = reader.public();
+        let ctx =
+            ShareContext { chain: &chain, record: &record, request: &Digest([6; 32]), reader: &reader_pub, key: &enc };
+        for pair in [[0usize, 1], [1, 3], [2, 0]] {
+            let got: Vec<_> = pair.iter().map(|&i| decryption_share(&shares[i], &ctx, &mut rng).unwrap()).collect();
+            assert_eq!(combine(set, &ctx, &reader, &got).unwrap(), key, "shares {pair:?}");
+        }
+        let one = vec![decryption_share(&shares[3], &ctx, &mut rng).unwrap()];
+        assert!(combine(set, &ctx, &reader, &one).is_err(), "one share is not enough");
+    }
+
+    #[test]
+    fn a_wrong_secret_share_names_its_sender() {
+        // Validator 3 sends validator 1 a wrong share: the scalar (the package's last 32 bytes,
+        // little-endian) with its lowest bit flipped, still canonical, so only the commitment
+        // check fails.
+        let results = run(4, 2, 3, |from, to, bytes| {
+            if from == 3 && to == 1 {
+                let first = bytes.len() - 32;
+                bytes[first] ^= 0x01;
+            }
+        });
+        match &results[0] {
+            Err(e @ DkgError::Culprit { culprit: 3, round: 2, .. }) => {
+                assert!(e.to_string().starts_with("validator 3:"), "{e}")
+            }
+            other => panic!("validator 1 should blame validator 3: {other:?}"),
+        }
+        assert!(results[1].is_ok() && results[2].is_ok() && results[3].is_ok(), "the others finish");
+    }
+
+    #[test]
+    fn missing_or_bad_parameters_are_refused() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        assert!(matches!(round1(0, 4, 2, &mut rng), Err(DkgError::Parameters { .. })));
+        assert!(matches!(round1(5, 4, 2, &mut rng), Err(DkgError::Parameters { .. })));
+        assert!(matches!(round1(1, 4, 5, &mut rng), Err(DkgError::Parameters { .. })));
+        let (s, _) = round1(1, 4, 2, &mut rng).unwrap();
+        let e = round2(s, &BTreeMap::new()).unwrap_err();
+        assert!(matches!(e, DkgError::Packages { round: 1, .. }), "{e}");
+        assert!(e.to_string().contains("[2, 3, 4]"), "{e}");
+    }
+}
