@@ -15,13 +15,25 @@
 //! No process ever holds `x`: each knows its polynomial and the evaluations sent to it. A
 //! participant whose proof or share does not check is named by its index. The protocol, like
 //! frost's, needs authenticated channels (which package came from which validator); the node
-//! provides them by carrying the packages in signed transactions. Randomness is an input.
+//! provides them by carrying the packages in signed transactions. Round-2 packages are secret,
+//! so each travels sealed for its recipient's transport key ([`seal_package`], published with
+//! the round-1 package), and a validator keeps its final share sealed on disk ([`seal_share`]).
+//! Randomness is an input.
 
 use std::collections::BTreeMap;
 
+use aes_siv::siv::Aes256Siv;
+use aes_siv::KeyInit;
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
+use curve25519_dalek::ristretto::CompressedRistretto;
+use curve25519_dalek::scalar::Scalar;
 use frost_ristretto255 as frost;
 use frost_ristretto255::keys::dkg;
 use rand_core::{CryptoRng, RngCore};
+use sha2::{Digest as _, Sha512};
+use zeroize::Zeroize;
+
+use crate::crypto::ChainId;
 
 use crate::threshold::{KeyShare, PublicKeySet, ShareIndex};
 
@@ -247,6 +259,154 @@ pub fn finish(
     Ok((share, set))
 }
 
+/// A validator's key for receiving round-2 packages (ristretto255), published with its round-1
+/// package. Fresh for each key generation; wiped on drop, never printed.
+pub struct TransportSecret(Scalar);
+
+impl TransportSecret {
+    /// A fresh key.
+    pub fn random(rng: &mut (impl RngCore + CryptoRng)) -> Self {
+        let mut wide = [0u8; 64];
+        rng.fill_bytes(&mut wide);
+        let s = Scalar::from_bytes_mod_order_wide(&wide);
+        wide.zeroize();
+        TransportSecret(s)
+    }
+
+    /// The public key, compressed, to publish.
+    pub fn public(&self) -> [u8; 32] {
+        (&self.0 * RISTRETTO_BASEPOINT_TABLE).compress().to_bytes()
+    }
+}
+
+impl Drop for TransportSecret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl std::fmt::Debug for TransportSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransportSecret(…)")
+    }
+}
+
+const TAG_TRANSPORT: &[u8] = b"medchain/dkg/v1/round2-transport";
+const TAG_AT_REST: &[u8] = b"medchain/dkg/v1/share-at-rest";
+
+/// Why a sealed package or share does not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// Not a point, or too short.
+    #[error("{what} is malformed")]
+    Malformed {
+        /// What.
+        what: &'static str,
+    },
+    /// Authentication failed: wrong key, wrong sender or recipient, another chain, or altered.
+    #[error("{what} does not open with this key for this chain (altered, or meant for another)")]
+    Authentication {
+        /// What.
+        what: &'static str,
+    },
+}
+
+fn siv_key(tag: &[u8], parts: &[&[u8]]) -> [u8; 64] {
+    let mut h = Sha512::new();
+    for part in [tag].iter().chain(parts) {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
+
+/// Seals validator `from`'s round-2 package for validator `to`, whose transport key is
+/// `recipient`: an ephemeral Diffie–Hellman on ristretto255 and AES-256-SIV, with the chain and
+/// both indices bound in. The transaction carrying it is signed by `from`, which authenticates it.
+pub fn seal_package(
+    chain: &ChainId,
+    from: ShareIndex,
+    to: ShareIndex,
+    recipient: &[u8; 32],
+    package: &[u8],
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<Vec<u8>, SealError> {
+    let d = CompressedRistretto(*recipient).decompress().ok_or(SealError::Malformed { what: "a transport key" })?;
+    let ephemeral = TransportSecret::random(rng);
+    let e = ephemeral.public();
+    let shared = (ephemeral.0 * d).compress().to_bytes();
+    let mut key = siv_key(
+        TAG_TRANSPORT,
+        &[chain.as_str().as_bytes(), &from.to_be_bytes(), &to.to_be_bytes(), &e, recipient, &shared],
+    );
+    let mut cipher = Aes256Siv::new(key.as_slice().into());
+    key.zeroize();
+    let ad = [chain.as_str().as_bytes(), &from.to_be_bytes()[..], &to.to_be_bytes()[..]];
+    let sealed = cipher.encrypt(ad, package).map_err(|_| SealError::Malformed { what: "a round-2 package" })?;
+    let mut out = e.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens a round-2 package sealed by [`seal_package`] for this validator (`to`).
+pub fn open_package(
+    chain: &ChainId,
+    from: ShareIndex,
+    to: ShareIndex,
+    secret: &TransportSecret,
+    sealed: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let what = "a sealed round-2 package";
+    if sealed.len() < 32 + 16 {
+        return Err(SealError::Malformed { what });
+    }
+    let (e, body) = sealed.split_at(32);
+    let e: [u8; 32] = e.try_into().map_err(|_| SealError::Malformed { what })?;
+    let point = CompressedRistretto(e).decompress().ok_or(SealError::Malformed { what })?;
+    let shared = (secret.0 * point).compress().to_bytes();
+    let mut key = siv_key(
+        TAG_TRANSPORT,
+        &[chain.as_str().as_bytes(), &from.to_be_bytes(), &to.to_be_bytes(), &e, &secret.public(), &shared],
+    );
+    let mut cipher = Aes256Siv::new(key.as_slice().into());
+    key.zeroize();
+    let ad = [chain.as_str().as_bytes(), &from.to_be_bytes()[..], &to.to_be_bytes()[..]];
+    cipher.decrypt(ad, body).map_err(|_| SealError::Authentication { what })
+}
+
+/// Seals a validator's key share for its disk under `at_rest` (64 bytes the node derives from a
+/// secret it keeps apart from its data folder, e.g. its node key), bound to the chain and index.
+pub fn seal_share(chain: &ChainId, share: &KeyShare, at_rest: &[u8; 64]) -> Vec<u8> {
+    let mut key = siv_key(TAG_AT_REST, &[chain.as_str().as_bytes(), at_rest]);
+    let mut cipher = Aes256Siv::new(key.as_slice().into());
+    key.zeroize();
+    let index = share.index().to_be_bytes();
+    let mut bytes = share.expose_bytes();
+    let sealed = cipher.encrypt([chain.as_str().as_bytes(), &index[..]], &bytes).expect("32 bytes always encrypt");
+    bytes.zeroize();
+    let mut out = index.to_vec();
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// Opens a share sealed by [`seal_share`].
+pub fn open_share(chain: &ChainId, sealed: &[u8], at_rest: &[u8; 64]) -> Result<KeyShare, SealError> {
+    let what = "the sealed key share";
+    if sealed.len() != 2 + 16 + 32 {
+        return Err(SealError::Malformed { what });
+    }
+    let index = [sealed[0], sealed[1]];
+    let mut key = siv_key(TAG_AT_REST, &[chain.as_str().as_bytes(), at_rest]);
+    let mut cipher = Aes256Siv::new(key.as_slice().into());
+    key.zeroize();
+    let mut bytes = cipher
+        .decrypt([chain.as_str().as_bytes(), &index[..]], &sealed[2..])
+        .map_err(|_| SealError::Authentication { what })?;
+    let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SealError::Malformed { what })?;
+    bytes.zeroize();
+    KeyShare::new(u16::from_be_bytes(index), secret).map_err(|_| SealError::Malformed { what })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +511,37 @@ mod tests {
         let e = round2(s, &BTreeMap::new()).unwrap_err();
         assert!(matches!(e, DkgError::Packages { round: 1, .. }), "{e}");
         assert!(e.to_string().contains("[2, 3, 4]"), "{e}");
+    }
+
+    #[test]
+    fn round2_packages_open_only_for_their_recipient_and_shares_only_with_their_key() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let chain = ChainId::new("dkg-test").unwrap();
+        let other_chain = ChainId::new("other").unwrap();
+        let (bob, carol) = (TransportSecret::random(&mut rng), TransportSecret::random(&mut rng));
+        let package = b"a round-2 package".to_vec();
+        let sealed = seal_package(&chain, 1, 2, &bob.public(), &package, &mut rng).unwrap();
+        assert!(!sealed.windows(package.len()).any(|w| w == package.as_slice()));
+        assert_eq!(open_package(&chain, 1, 2, &bob, &sealed).unwrap(), package);
+        let auth = SealError::Authentication { what: "a sealed round-2 package" };
+        assert_eq!(open_package(&chain, 1, 2, &carol, &sealed), Err(auth.clone()), "another validator");
+        assert_eq!(open_package(&chain, 3, 2, &bob, &sealed), Err(auth.clone()), "another sender");
+        assert_eq!(open_package(&other_chain, 1, 2, &bob, &sealed), Err(auth.clone()), "another chain");
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert_eq!(open_package(&chain, 1, 2, &bob, &altered), Err(auth));
+        assert!(matches!(open_package(&chain, 1, 2, &bob, &sealed[..40]), Err(SealError::Malformed { .. })));
+
+        let share = KeyShare::new(3, Scalar::from(12345u64).to_bytes()).unwrap();
+        let at_rest = [7u8; 64];
+        let on_disk = seal_share(&chain, &share, &at_rest);
+        assert!(!on_disk.windows(32).any(|w| w == share.expose_bytes()), "the share is not on disk in clear");
+        let back = open_share(&chain, &on_disk, &at_rest).unwrap();
+        assert_eq!((back.index(), back.expose_bytes()), (3, share.expose_bytes()));
+        assert!(matches!(open_share(&chain, &on_disk, &[8u8; 64]), Err(SealError::Authentication { .. })));
+        assert!(matches!(open_share(&other_chain, &on_disk, &at_rest), Err(SealError::Authentication { .. })));
+        let mut moved = on_disk.clone();
+        moved[1] = 4; // claims another index
+        assert!(matches!(open_share(&chain, &moved, &at_rest), Err(SealError::Authentication { .. })));
     }
 }
