@@ -3,16 +3,18 @@
 //! Encodings (all integers big-endian, `lp(x)` = `u64 length ‖ x`):
 //!
 //! - term key: `k = HMAC-SHA256(K, lp("medchain/index/term/v1") ‖ lp(field) ‖ lp(value) ‖ u64 epoch)`;
-//! - label: `HMAC-SHA256(k, h ‖ u64 c)[..16]`, where `h` is the writer's Ed25519 public key (32
-//!   bytes) and `c` the writer's counter for that term in that epoch, from 0;
+//! - label: `HMAC-SHA256(k, h ‖ u64 c)[..16]`, where `h` is the writing hospital's Ed25519 public
+//!   key (32 bytes; `AnchorRecord::hospital`) and `c` its counter for that term in that epoch,
+//!   from 0;
 //! - counter slot (the writer's store key, never revealed):
 //!   `HMAC-SHA256(K, lp("medchain/index/counter/v1") ‖ h ‖ lp(field) ‖ lp(value) ‖ u64 epoch)`.
 //!
 //! Every variable-length part is length-prefixed, so no two distinct (field, value, epoch) inputs
 //! encode to the same bytes; the two tags differ, so a slot id is independent of every term key
 //! (a party holding term keys learns nothing about the writer's counter store). The writer is
-//! named by its public key rather than a node id: it is what signs the record on chain, so a
-//! node expanding labels already knows it for every record without a lookup.
+//! the hospital, named by its public key rather than a node id: every anchor carries it
+//! (`AnchorRecord::hospital`; the doctor who signs is enrolled by that hospital), so a node
+//! expanding labels already knows it for every record without a lookup.
 
 use super::Label;
 use engine::crypto::PublicKey;
