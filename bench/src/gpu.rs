@@ -374,7 +374,8 @@ impl Machine {
     }
 }
 
-fn cpu_model() -> Option<String> {
+/// The CPU's model name from /proc/cpuinfo, when there is one.
+pub(crate) fn cpu_model() -> Option<String> {
     let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     text.lines()
         .find(|l| l.starts_with("model name"))
@@ -382,7 +383,8 @@ fn cpu_model() -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
-fn host_name() -> String {
+/// The host's name, or "unknown".
+pub(crate) fn host_name() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))

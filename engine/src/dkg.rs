@@ -24,9 +24,7 @@ use std::collections::BTreeMap;
 
 use aes_siv::siv::Aes256Siv;
 use aes_siv::KeyInit;
-use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
 use curve25519_dalek::ristretto::CompressedRistretto;
-use curve25519_dalek::scalar::Scalar;
 use frost_ristretto255 as frost;
 use frost_ristretto255::keys::dkg;
 use rand_core::{CryptoRng, RngCore};
@@ -35,7 +33,7 @@ use zeroize::Zeroize;
 
 use crate::crypto::ChainId;
 
-use crate::threshold::{KeyShare, PublicKeySet, ShareIndex};
+use crate::threshold::{DhSecret, KeyShare, PublicKeySet, ShareIndex};
 
 /// Why a DKG step failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -259,37 +257,9 @@ pub fn finish(
     Ok((share, set))
 }
 
-/// A validator's key for receiving round-2 packages (ristretto255), published with its round-1
-/// package. Fresh for each key generation; wiped on drop, never printed.
-pub struct TransportSecret(Scalar);
-
-impl TransportSecret {
-    /// A fresh key.
-    pub fn random(rng: &mut (impl RngCore + CryptoRng)) -> Self {
-        let mut wide = [0u8; 64];
-        rng.fill_bytes(&mut wide);
-        let s = Scalar::from_bytes_mod_order_wide(&wide);
-        wide.zeroize();
-        TransportSecret(s)
-    }
-
-    /// The public key, compressed, to publish.
-    pub fn public(&self) -> [u8; 32] {
-        (&self.0 * RISTRETTO_BASEPOINT_TABLE).compress().to_bytes()
-    }
-}
-
-impl Drop for TransportSecret {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl std::fmt::Debug for TransportSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TransportSecret(…)")
-    }
-}
+/// A validator's key for receiving round-2 packages, published with its round-1 package; fresh
+/// for each key generation.
+pub type TransportSecret = DhSecret;
 
 const TAG_TRANSPORT: &[u8] = b"medchain/dkg/v1/round2-transport";
 const TAG_AT_REST: &[u8] = b"medchain/dkg/v1/share-at-rest";
@@ -334,7 +304,7 @@ pub fn seal_package(
     let d = CompressedRistretto(*recipient).decompress().ok_or(SealError::Malformed { what: "a transport key" })?;
     let ephemeral = TransportSecret::random(rng);
     let e = ephemeral.public();
-    let shared = (ephemeral.0 * d).compress().to_bytes();
+    let shared = ephemeral.dh(&d).compress().to_bytes();
     let mut key = siv_key(
         TAG_TRANSPORT,
         &[chain.as_str().as_bytes(), &from.to_be_bytes(), &to.to_be_bytes(), &e, recipient, &shared],
@@ -363,7 +333,7 @@ pub fn open_package(
     let (e, body) = sealed.split_at(32);
     let e: [u8; 32] = e.try_into().map_err(|_| SealError::Malformed { what })?;
     let point = CompressedRistretto(e).decompress().ok_or(SealError::Malformed { what })?;
-    let shared = (secret.0 * point).compress().to_bytes();
+    let shared = secret.dh(&point).compress().to_bytes();
     let mut key = siv_key(
         TAG_TRANSPORT,
         &[chain.as_str().as_bytes(), &from.to_be_bytes(), &to.to_be_bytes(), &e, &secret.public(), &shared],
@@ -532,7 +502,7 @@ mod tests {
         assert_eq!(open_package(&chain, 1, 2, &bob, &altered), Err(auth));
         assert!(matches!(open_package(&chain, 1, 2, &bob, &sealed[..40]), Err(SealError::Malformed { .. })));
 
-        let share = KeyShare::new(3, Scalar::from(12345u64).to_bytes()).unwrap();
+        let share = KeyShare::new(3, curve25519_dalek::scalar::Scalar::from(12345u64).to_bytes()).unwrap();
         let at_rest = [7u8; 64];
         let on_disk = seal_share(&chain, &share, &at_rest);
         assert!(!on_disk.windows(32).any(|w| w == share.expose_bytes()), "the share is not on disk in clear");

@@ -170,36 +170,46 @@ impl std::fmt::Debug for KeyShare {
     }
 }
 
-/// A reader's decryption key pair (ristretto255), apart from its signing key.
+/// A ristretto255 secret key for receiving encrypted material: a reader's decryption key
+/// (shares are re-encrypted to it; kept apart from its signing key) and a validator's DKG
+/// transport key ([`crate::dkg::TransportSecret`]). Wiped on drop, never printed.
 #[derive(Clone)]
-pub struct ReaderSecret(Scalar);
+pub struct DhSecret(Scalar);
 
-impl ReaderSecret {
+/// A reader's decryption key: what a `ReadRequest` names by its public key `B`.
+pub type ReaderSecret = DhSecret;
+
+impl DhSecret {
     /// A key from 64 uniformly random bytes.
     pub fn from_wide(bytes: &[u8; 64]) -> Self {
-        ReaderSecret(Scalar::from_bytes_mod_order_wide(bytes))
+        DhSecret(Scalar::from_bytes_mod_order_wide(bytes))
     }
 
     /// A fresh key.
     pub fn random(rng: &mut (impl RngCore + CryptoRng)) -> Self {
-        ReaderSecret(random_scalar(rng))
+        DhSecret(random_scalar(rng))
     }
 
-    /// The public key `B`, compressed: what a `ReadRequest` names.
+    /// The public key, compressed.
     pub fn public(&self) -> [u8; 32] {
         (&self.0 * RISTRETTO_BASEPOINT_TABLE).compress().to_bytes()
     }
+
+    /// The Diffie–Hellman product of this secret and `point`.
+    pub(crate) fn dh(&self, point: &RistrettoPoint) -> RistrettoPoint {
+        self.0 * point
+    }
 }
 
-impl Drop for ReaderSecret {
+impl Drop for DhSecret {
     fn drop(&mut self) {
         self.0.zeroize();
     }
 }
 
-impl std::fmt::Debug for ReaderSecret {
+impl std::fmt::Debug for DhSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReaderSecret(…)")
+        f.write_str("DhSecret(…)")
     }
 }
 
@@ -393,7 +403,7 @@ pub fn combine(
             Ok(()) => {
                 let v = point(&share.v, "a share's V")?;
                 let e = point(&share.e, "a share's E")?;
-                valid.push((share.index, e - reader.0 * v));
+                valid.push((share.index, e - reader.dh(&v)));
             }
             Err(ThresholdError::BadShareProof { index } | ThresholdError::UnknownShare { index, .. }) => {
                 bad.push(index)
