@@ -225,12 +225,91 @@ pub fn finish(
         .collect::<Result<BTreeMap<_, _>, DkgError>>()?;
     let (key_package, public) = dkg::part3(&secret.inner, &packages1, &packages2).map_err(|e| blame(e, 2, n))?;
 
+    let share_bytes: [u8; 32] = key_package
+        .signing_share()
+        .serialize()
+        .try_into()
+        .map_err(|_| DkgError::Packages { round: 2, reason: "the signing share is not 32 bytes".into() })?;
+    let share = KeyShare::new(index, share_bytes)
+        .map_err(|e| DkgError::Packages { round: 2, reason: format!("the signing share: {e}") })?;
+    let set = public_key_set_of(&public, n, secret.threshold)?;
+    if set.shares[usize::from(index) - 1] != share.public() {
+        return Err(DkgError::Packages {
+            round: 2,
+            reason: "this validator's share does not match its public share".into(),
+        });
+    }
+    Ok((share, set))
+}
+
+/// The threshold the consortium uses for `n` validators: `n − f` with `f = ⌊(n − 1)/3⌋`, so the
+/// key survives `f` validators down (`n − f` remain) and `f + 1` withholding validators stop
+/// every read (`n − f − 1` remain). frost needs at least two participants.
+pub fn consortium_threshold(n: u16) -> u16 {
+    n - (n.saturating_sub(1)) / 3
+}
+
+/// Checks a round-1 package on its own: it decodes and commits to a polynomial of degree
+/// `threshold − 1`. (Its proof of knowledge is checked by every other validator's [`round2`].)
+pub fn check_round1(from: ShareIndex, threshold: u16, bytes: &[u8]) -> Result<(), DkgError> {
+    let package = dkg::round1::Package::deserialize(bytes).map_err(|e| DkgError::Malformed {
+        from,
+        round: 1,
+        reason: e.to_string(),
+    })?;
+    let coefficients = package
+        .commitment()
+        .serialize()
+        .map_err(|e| DkgError::Malformed { from, round: 1, reason: e.to_string() })?
+        .len();
+    if coefficients != usize::from(threshold) {
+        return Err(DkgError::Malformed {
+            from,
+            round: 1,
+            reason: format!("{coefficients} commitments, the threshold is {threshold}"),
+        });
+    }
+    Ok(())
+}
+
+/// The public key set that every validator's [`finish`] will return, computed from the round-1
+/// packages of all `n` participants alone (the sum of their commitments). The ledger records it
+/// when the last round-1 package commits, so a client can encrypt to the collective key without
+/// trusting any one validator. It does not check the proofs of knowledge; a validator's
+/// [`round2`] does, and the ledger activates the set only when every validator has sent its
+/// round-2 packages.
+pub fn public_key_set(
+    n: u16,
+    threshold: u16,
+    round1: &BTreeMap<ShareIndex, Vec<u8>>,
+) -> Result<PublicKeySet, DkgError> {
+    if n < 2 || threshold < 2 || threshold > n {
+        return Err(DkgError::Parameters { threshold, n, reason: "need 2 ≤ threshold ≤ n".into() });
+    }
+    let expected: Vec<ShareIndex> = (1..=n).collect();
+    if round1.keys().copied().collect::<Vec<_>>() != expected {
+        return Err(DkgError::Packages { round: 1, reason: format!("need one package from each of 1..={n}") });
+    }
+    let mut packages = BTreeMap::new();
+    for (from, bytes) in round1 {
+        check_round1(*from, threshold, bytes)?;
+        let package = dkg::round1::Package::deserialize(bytes).map_err(|e| DkgError::Malformed {
+            from: *from,
+            round: 1,
+            reason: e.to_string(),
+        })?;
+        packages.insert(identifier(*from)?, package);
+    }
+    let commitments: BTreeMap<_, _> = packages.iter().map(|(id, p)| (*id, p.commitment())).collect();
+    let public = frost::keys::PublicKeyPackage::from_dkg_commitments(&commitments).map_err(|e| blame(e, 1, n))?;
+    let set = public_key_set_of(&public, n, threshold)?;
+    Ok(set)
+}
+
+fn public_key_set_of(public: &frost::keys::PublicKeyPackage, n: u16, threshold: u16) -> Result<PublicKeySet, DkgError> {
     let bytes32 = |v: Vec<u8>, what: &str| -> Result<[u8; 32], DkgError> {
         v.try_into().map_err(|_| DkgError::Packages { round: 2, reason: format!("{what} is not 32 bytes") })
     };
-    let share_bytes = bytes32(key_package.signing_share().serialize(), "the signing share")?;
-    let share = KeyShare::new(index, share_bytes)
-        .map_err(|e| DkgError::Packages { round: 2, reason: format!("the signing share: {e}") })?;
     let collective = bytes32(
         public.verifying_key().serialize().map_err(|e| DkgError::Packages { round: 2, reason: e.to_string() })?,
         "the group key",
@@ -246,15 +325,9 @@ pub fn finish(
             "a public share",
         )?);
     }
-    let set = PublicKeySet { threshold: secret.threshold, collective, shares };
+    let set = PublicKeySet { threshold, collective, shares };
     set.check().map_err(|e| DkgError::Packages { round: 2, reason: e.to_string() })?;
-    if set.shares[usize::from(index) - 1] != share.public() {
-        return Err(DkgError::Packages {
-            round: 2,
-            reason: "this validator's share does not match its public share".into(),
-        });
-    }
-    Ok((share, set))
+    Ok(set)
 }
 
 /// A validator's key for receiving round-2 packages, published with its round-1 package; fresh

@@ -32,10 +32,16 @@ pub const PURPOSE_BYTES_MAX: usize = 256;
 pub const GRANT_RECORDS_MAX: usize = 256;
 /// Most data types named by one grant.
 pub const GRANT_DATA_TYPES_MAX: usize = 32;
+/// Largest round-1 package of the key generation (frost: 32 bytes per coefficient, at most
+/// `VALIDATORS_MAX` coefficients, plus a proof).
+pub const DKG_PACKAGE_BYTES_MAX: usize = 4096;
+/// Largest sealed round-2 package (a 32-byte share in frost's framing, sealed).
+pub const DKG_SEALED_BYTES_MAX: usize = 192;
 /// Most signatures on one transaction.
 pub const TX_SIGNATURES_MAX: usize = 2;
 
 const _: () = assert!(TX_BYTES_MAX * 2 <= BLOCK_BYTES_MAX);
 const _: () = assert!(BLOCK_BYTES_MAX * 4 <= MESSAGE_BYTES_MAX);
 const _: () = assert!(VALIDATORS_MAX <= u16::MAX as usize);
+const _: () = assert!(VALIDATORS_MAX * (DKG_SEALED_BYTES_MAX + 8) + 1024 <= TX_BYTES_MAX);
 const _: () = assert!(INDEX_LABELS_MAX * 16 + ENCRYPTED_KEY_BYTES_MAX + LOCATOR_BYTES_MAX + 1024 <= TX_BYTES_MAX);

@@ -6,9 +6,10 @@ use crate::block::Block;
 use crate::codec::Digest;
 use crate::crypto::{ChainId, PublicKey};
 use crate::genesis::Genesis;
+use crate::threshold::{PublicKeySet, ShareIndex};
 use crate::tx::{
-    AnchorRecord, Enroll, Grant, GrantScope, Payload, ReadRequest, RecordId, Revoke, Role, SearchAuthorization,
-    SearchLog, Transaction, TxId,
+    AnchorRecord, DkgRound1, DkgRound2, Enroll, Grant, GrantScope, Payload, ReadRequest, RecordId, Revoke, Role,
+    RotateKey, SearchAuthorization, SearchLog, Transaction, TxId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -202,6 +203,38 @@ pub struct SearchLogEntry {
     pub timestamp_ms: u64,
 }
 
+/// A committed `ReadRequest`: what validators serve decryption shares for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadEntry {
+    /// The reader (the sender).
+    pub reader: PublicKey,
+    /// The request as committed.
+    pub request: ReadRequest,
+    /// The height it was committed at.
+    pub height: u64,
+    /// The block timestamp (milliseconds since the Unix epoch).
+    pub timestamp_ms: u64,
+}
+
+/// The distributed key generation as the ledger has seen it (DESIGN §7, `engine::dkg`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkgLedger {
+    /// Round-1 packages and transport keys by share index.
+    pub round1: BTreeMap<ShareIndex, DkgRound1>,
+    /// Round-2 packages (sealed) by sender index.
+    pub round2: BTreeMap<ShareIndex, DkgRound2>,
+    /// The public key set, computed from every round-1 package when the last one committed.
+    pub key_set: Option<PublicKeySet>,
+}
+
+impl DkgLedger {
+    /// The set, once every validator has sent its round-2 packages (each thereby confirmed every
+    /// round-1 proof): the key to encrypt data keys to.
+    pub fn active(&self, n: usize) -> Option<&PublicKeySet> {
+        self.key_set.as_ref().filter(|_| self.round2.len() == n)
+    }
+}
+
 /// What happened to a patient's records, as the audit trail shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -222,6 +255,11 @@ pub enum AuditAction {
     Revoked {
         /// The grant's tx id.
         grant: TxId,
+    },
+    /// The patient replaced their key (`actor` is the old key).
+    KeyRotated {
+        /// The new key.
+        new_key: PublicKey,
     },
     /// `actor` read a record of the patient.
     Read {
@@ -281,6 +319,19 @@ pub struct AuditEvent {
 ///   researcher; `expires_at_ms >` the block timestamp.
 /// - `SearchLog`: the sender is a researcher; the authorization exists, names the sender, was
 ///   given by `hospital`, and has not expired at the block timestamp.
+/// - `DkgRound1`: the sender is a genesis validator (share index = its position + 1) that has
+///   not sent one, there are at least two validators, and the package decodes with
+///   `threshold = dkg::consortium_threshold(n)` commitments. The last one fixes the key set
+///   (`dkg::public_key_set`).
+/// - `DkgRound2`: every round-1 package is in; the sender is a validator that has not sent one;
+///   it holds exactly one package for each other validator. When all `n` are in, the key set is
+///   active ([`State::key_set`]).
+/// - `RotateKey`: the sender is a patient; the new key is not enrolled (nor the CA). The new key
+///   takes over the patient's records, grants and audit trail; the old key may send nothing more
+///   and is refused as a new record's owner.
+///
+/// A rotated key sends nothing (every payload). Records keep the key they were anchored under;
+/// ownership follows rotations ([`State::current_owner`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     chain_id: ChainId,
@@ -301,6 +352,10 @@ pub struct State {
     /// Position in `search_logs` of each log by its tx id; a function of `search_logs`, so it
     /// adds nothing to equality.
     search_log_index: BTreeMap<TxId, usize>,
+    validators: Vec<PublicKey>,
+    dkg: DkgLedger,
+    read_requests: BTreeMap<TxId, ReadEntry>,
+    rotated: BTreeMap<PublicKey, (PublicKey, u64)>,
 }
 
 /// Where a transaction would be applied: the block's height and timestamp.
@@ -339,6 +394,10 @@ impl State {
             search_authorizations: BTreeMap::new(),
             search_logs: Vec::new(),
             search_log_index: BTreeMap::new(),
+            validators: body.validators.iter().map(|v| v.key).collect(),
+            dkg: DkgLedger::default(),
+            read_requests: BTreeMap::new(),
+            rotated: BTreeMap::new(),
         }
     }
 
@@ -394,7 +453,7 @@ impl State {
 
     /// The records owned by `owner`, in commit order (height, then record id).
     pub fn records_of(&self, owner: &PublicKey) -> Vec<&RecordEntry> {
-        let Some(ids) = self.records_by_owner.get(owner) else {
+        let Some(ids) = self.records_by_owner.get(&self.current_owner(owner)) else {
             return Vec::new();
         };
         ids.iter().filter_map(|(_, id)| self.records.get(id)).collect()
@@ -407,20 +466,65 @@ impl State {
 
     /// Every grant given by `owner`, in tx id order.
     pub fn grants_of(&self, owner: &PublicKey) -> Vec<(&TxId, &GrantEntry)> {
-        self.grants.iter().filter(|(_, g)| g.owner == *owner).collect()
+        let owner = self.current_owner(owner);
+        self.grants.iter().filter(|(_, g)| g.owner == owner).collect()
     }
 
     /// The audit trail of a patient, oldest first: every anchoring of their records, every grant
     /// and revocation they made, and every read of their records, with height, block time and
     /// actor (the reader for reads).
     pub fn audit_trail(&self, patient: &PublicKey) -> &[AuditEvent] {
-        self.audit.get(patient).map(Vec::as_slice).unwrap_or(&[])
+        self.audit.get(&self.current_owner(patient)).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The read log of the whole chain, oldest first (every entry's action is
     /// [`AuditAction::Read`]).
     pub fn reads(&self) -> &[AuditEvent] {
         &self.reads
+    }
+
+    /// A committed `ReadRequest` by its tx id (only applied ones: a refused request is not here).
+    pub fn read_request(&self, tx: &TxId) -> Option<&ReadEntry> {
+        self.read_requests.get(tx)
+    }
+
+    /// The key generation as far as it has gone.
+    pub fn dkg(&self) -> &DkgLedger {
+        &self.dkg
+    }
+
+    /// The consortium's active public key set (data keys are encrypted to its collective key),
+    /// once the key generation has finished on chain.
+    pub fn key_set(&self) -> Option<&PublicKeySet> {
+        self.dkg.active(self.validators.len())
+    }
+
+    /// The genesis validators in share-index order (share index = position + 1).
+    pub fn validators(&self) -> &[PublicKey] {
+        &self.validators
+    }
+
+    /// The key `key` was rotated to and the height, if it was.
+    pub fn rotated_to(&self, key: &PublicKey) -> Option<(PublicKey, u64)> {
+        self.rotated.get(key).copied()
+    }
+
+    /// The patient's current key: `key` after every rotation.
+    pub fn current_owner(&self, key: &PublicKey) -> PublicKey {
+        let mut k = *key;
+        // Each rotation goes to a key never enrolled before, so the chain has no cycle; the bound
+        // is only a guard.
+        for _ in 0..=self.rotated.len() {
+            match self.rotated.get(&k) {
+                Some((next, _)) => k = *next,
+                None => break,
+            }
+        }
+        k
+    }
+
+    fn share_index(&self, key: &PublicKey) -> Option<ShareIndex> {
+        self.validators.iter().position(|v| v == key).and_then(|i| ShareIndex::try_from(i + 1).ok())
     }
 
     /// A search authorization by its tx id.
@@ -502,6 +606,11 @@ impl State {
                 None => return Err(TxError::UnknownParticipant { key: sender }),
             }
         };
+        if let Some((new_key, h)) = self.rotated.get(&sender) {
+            return Err(TxError::Conflict(format!(
+                "key {sender} was rotated to {new_key} at height {h}; sign with the new key"
+            )));
+        }
         let last = self.nonce(&sender);
         if body.nonce <= last {
             return Err(TxError::StaleNonce { sender, last, got: body.nonce });
@@ -515,7 +624,79 @@ impl State {
             Payload::ReadRequest(r) => self.check_read(sender, r, at),
             Payload::SearchAuthorization(s) => self.check_search_authorization(sender, s, at),
             Payload::SearchLog(l) => self.check_search_log(sender, l, at),
+            Payload::DkgRound1(r) => self.check_dkg_round1(sender, r),
+            Payload::DkgRound2(r) => self.check_dkg_round2(sender, r),
+            Payload::RotateKey(r) => self.check_rotate(sender, r),
         }
+    }
+
+    fn dkg_participant(&self, sender: Sender) -> Result<ShareIndex, TxError> {
+        let index = self
+            .share_index(&sender.key)
+            .ok_or_else(|| sender.not_allowed("take part in key generation (only genesis validators do)"))?;
+        if self.validators.len() < 2 {
+            return Err(TxError::Conflict("a consortium of one validator has no threshold key".into()));
+        }
+        Ok(index)
+    }
+
+    fn check_dkg_round1(&self, sender: Sender, r: &DkgRound1) -> Result<(), TxError> {
+        let index = self.dkg_participant(sender)?;
+        if self.dkg.round1.contains_key(&index) {
+            return Err(TxError::Conflict(format!("validator {index} already sent its round-1 package")));
+        }
+        let n = self.validators.len() as u16;
+        let threshold = crate::dkg::consortium_threshold(n);
+        crate::dkg::check_round1(index, threshold, &r.package)
+            .map_err(|e| TxError::Malformed { field: "payload.DkgRound1.package".into(), reason: e.to_string() })?;
+        if self.dkg.round1.len() + 1 == usize::from(n) {
+            self.key_set_with(index, r).map_err(|e| TxError::Conflict(format!("the key set does not form: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn key_set_with(&self, index: ShareIndex, r: &DkgRound1) -> Result<PublicKeySet, crate::dkg::DkgError> {
+        let n = self.validators.len() as u16;
+        let mut packages: BTreeMap<ShareIndex, Vec<u8>> =
+            self.dkg.round1.iter().map(|(i, p)| (*i, p.package.clone())).collect();
+        packages.insert(index, r.package.clone());
+        crate::dkg::public_key_set(n, crate::dkg::consortium_threshold(n), &packages)
+    }
+
+    fn check_dkg_round2(&self, sender: Sender, r: &DkgRound2) -> Result<(), TxError> {
+        let index = self.dkg_participant(sender)?;
+        let n = self.validators.len();
+        if self.dkg.round1.len() != n || self.dkg.key_set.is_none() {
+            return Err(TxError::Conflict(format!(
+                "round 1 of key generation is not complete ({} of {n} packages)",
+                self.dkg.round1.len()
+            )));
+        }
+        if self.dkg.round2.contains_key(&index) {
+            return Err(TxError::Conflict(format!("validator {index} already sent its round-2 packages")));
+        }
+        let expected: Vec<ShareIndex> = (1..=n as ShareIndex).filter(|i| *i != index).collect();
+        let got: Vec<ShareIndex> = r.packages.iter().map(|p| p.to).collect();
+        if got != expected {
+            return Err(TxError::Malformed {
+                field: "payload.DkgRound2.packages".into(),
+                reason: format!("recipients {got:?}; expected every other validator, {expected:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_rotate(&self, sender: Sender, r: &RotateKey) -> Result<(), TxError> {
+        if sender.role != Some(Role::Patient) {
+            return Err(sender.not_allowed("rotate its key (only patients do, on chain)"));
+        }
+        if r.new_key == self.ca_key
+            || self.participants.contains_key(&r.new_key)
+            || self.rotated.contains_key(&r.new_key)
+        {
+            return Err(TxError::Conflict(format!("{} is already in use; rotate to a fresh key", r.new_key)));
+        }
+        Ok(())
     }
 
     fn check_enroll(&self, sender: Sender, e: &Enroll) -> Result<(), TxError> {
@@ -541,6 +722,12 @@ impl State {
             return Err(sender.not_allowed("anchor a record (only doctors may)"));
         }
         self.require_role(&a.owner, Role::Patient, "payload.AnchorRecord.owner")?;
+        if let Some((new_key, _)) = self.rotated.get(&a.owner) {
+            return Err(TxError::Malformed {
+                field: "payload.AnchorRecord.owner".into(),
+                reason: format!("the patient's key was rotated to {new_key}; the new key must consent"),
+            });
+        }
         let hospital = self.participants.get(&sender.key).map(|p| p.enrolled_by);
         if hospital != Some(a.hospital) {
             return Err(TxError::Malformed {
@@ -570,7 +757,7 @@ impl State {
         if let GrantScope::Records(ids) = &g.scope {
             for id in ids {
                 let record = self.records.get(id).ok_or_else(|| not_found("record", id))?;
-                if record.anchor.owner != sender.key {
+                if self.current_owner(&record.anchor.owner) != sender.key {
                     return Err(TxError::Conflict(format!("record {id} is not owned by the sender")));
                 }
             }
@@ -595,8 +782,9 @@ impl State {
     fn check_read(&self, sender: Sender, r: &ReadRequest, at: At) -> Result<(), TxError> {
         let record = self.records.get(&r.record).ok_or_else(|| not_found("record", &r.record))?;
         let anchor = &record.anchor;
+        let owner = self.current_owner(&anchor.owner);
         let Some(grant_id) = r.grant else {
-            if anchor.owner != sender.key {
+            if owner != sender.key {
                 return Err(TxError::Malformed {
                     field: "payload.ReadRequest.grant".into(),
                     reason: "only the record's owner may read without a grant".into(),
@@ -618,7 +806,7 @@ impl State {
                 grant.expires_at_ms, at.timestamp_ms
             )));
         }
-        let covered = entry.owner == anchor.owner
+        let covered = entry.owner == owner
             && match &grant.scope {
                 GrantScope::Records(ids) => ids.contains(&r.record),
                 GrantScope::DataTypes { data_types, from_ms, to_ms } => {
@@ -713,12 +901,43 @@ impl State {
                 self.audit.entry(sender).or_default().push(event(AuditAction::Revoked { grant: r.grant }));
             }
             Payload::ReadRequest(r) => {
-                let owner = self.records.get(&r.record).map(|rec| rec.anchor.owner);
+                let owner = self.records.get(&r.record).map(|rec| self.current_owner(&rec.anchor.owner));
                 let e = event(AuditAction::Read { record: r.record, grant: r.grant });
                 if let Some(owner) = owner {
                     self.audit.entry(owner).or_default().push(e.clone());
                 }
                 self.reads.push(e);
+                let entry =
+                    ReadEntry { reader: sender, request: r.clone(), height: at.height, timestamp_ms: at.timestamp_ms };
+                self.read_requests.insert(id, entry);
+            }
+            Payload::DkgRound1(r) => {
+                if let Some(index) = self.share_index(&sender) {
+                    if self.dkg.round1.len() + 1 == self.validators.len() {
+                        self.dkg.key_set = self.key_set_with(index, r).ok();
+                    }
+                    self.dkg.round1.insert(index, r.clone());
+                }
+            }
+            Payload::DkgRound2(r) => {
+                if let Some(index) = self.share_index(&sender) {
+                    self.dkg.round2.insert(index, r.clone());
+                }
+            }
+            Payload::RotateKey(r) => {
+                if let Some(p) = self.participants.get(&sender).cloned() {
+                    self.participants.insert(r.new_key, Participant { height: at.height, ..p });
+                }
+                self.rotated.insert(sender, (r.new_key, at.height));
+                if let Some(records) = self.records_by_owner.remove(&sender) {
+                    self.records_by_owner.insert(r.new_key, records);
+                }
+                for g in self.grants.values_mut().filter(|g| g.owner == sender) {
+                    g.owner = r.new_key;
+                }
+                let mut trail = self.audit.remove(&sender).unwrap_or_default();
+                trail.push(event(AuditAction::KeyRotated { new_key: r.new_key }));
+                self.audit.insert(r.new_key, trail);
             }
             Payload::SearchAuthorization(s) => {
                 let entry = SearchAuthorizationEntry { hospital: sender, authorization: s.clone(), height: at.height };

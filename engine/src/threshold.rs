@@ -449,6 +449,12 @@ fn random_scalar(rng: &mut (impl RngCore + CryptoRng)) -> Scalar {
     s
 }
 
+/// Whether `bytes` is a usable public key: a canonical ristretto255 encoding of a point other
+/// than the identity.
+pub fn is_public_key(bytes: &[u8; 32]) -> bool {
+    CompressedRistretto(*bytes).decompress().is_some_and(|p| p != RistrettoPoint::identity())
+}
+
 fn point(bytes: &[u8; 32], what: &'static str) -> Result<RistrettoPoint, ThresholdError> {
     CompressedRistretto(*bytes).decompress().ok_or(ThresholdError::BadEncoding { what })
 }

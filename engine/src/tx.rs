@@ -118,6 +118,44 @@ pub struct ReadRequest {
     pub record: RecordId,
     /// The grant that covers it; `None` when the reader is the owner.
     pub grant: Option<TxId>,
+    /// The reader's ristretto255 decryption key `B` (compressed), fresh for each request: the
+    /// validators' decryption shares are re-encrypted to it (`engine::threshold`).
+    pub reader_key: [u8; 32],
+}
+
+/// A genesis validator's round-1 package of the distributed key generation (`engine::dkg`),
+/// published with the key its round-2 packages must be sealed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkgRound1 {
+    /// frost's round-1 package (commitments to its polynomial and a proof of knowledge).
+    pub package: Vec<u8>,
+    /// The validator's transport key (ristretto255, compressed) for round-2 packages.
+    pub transport: [u8; 32],
+}
+
+/// One round-2 package, sealed for the validator it is addressed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedPackage {
+    /// The recipient's share index (its position in the genesis validators, plus one).
+    pub to: u16,
+    /// `engine::dkg::seal_package` of the package.
+    pub sealed: Vec<u8>,
+}
+
+/// A genesis validator's round-2 packages: one for each other validator, each sealed for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkgRound2 {
+    /// In recipient order, every other validator exactly once.
+    pub packages: Vec<SealedPackage>,
+}
+
+/// A patient replaces their key (seed 004: a lost or exposed device). Signed by the old key (the
+/// sender) and the new one (proof of possession). Records, grants and the audit trail follow the
+/// patient to the new key; the old key can send nothing more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotateKey {
+    /// The patient's new key.
+    pub new_key: PublicKey,
 }
 
 /// A hospital authorises a researcher to search its search domain.
@@ -161,6 +199,12 @@ pub enum Payload {
     SearchAuthorization(SearchAuthorization),
     /// See [`SearchLog`].
     SearchLog(SearchLog),
+    /// See [`DkgRound1`].
+    DkgRound1(DkgRound1),
+    /// See [`DkgRound2`].
+    DkgRound2(DkgRound2),
+    /// See [`RotateKey`].
+    RotateKey(RotateKey),
 }
 
 impl Payload {
@@ -174,6 +218,9 @@ impl Payload {
             Payload::ReadRequest(_) => "ReadRequest",
             Payload::SearchAuthorization(_) => "SearchAuthorization",
             Payload::SearchLog(_) => "SearchLog",
+            Payload::DkgRound1(_) => "DkgRound1",
+            Payload::DkgRound2(_) => "DkgRound2",
+            Payload::RotateKey(_) => "RotateKey",
         }
     }
 }
@@ -193,13 +240,13 @@ pub struct TxBody {
 
 impl TxBody {
     /// Every key that must sign, sender first. An `AnchorRecord` also needs its owner
-    /// (the patient's consent), unless the owner is the sender.
+    /// (the patient's consent), unless the owner is the sender; a `RotateKey` needs the new key.
     pub fn signers(&self) -> Vec<PublicKey> {
         let mut out = vec![self.sender];
-        if let Payload::AnchorRecord(a) = &self.payload {
-            if a.owner != self.sender {
-                out.push(a.owner);
-            }
+        match &self.payload {
+            Payload::AnchorRecord(a) if a.owner != self.sender => out.push(a.owner),
+            Payload::RotateKey(r) if r.new_key != self.sender => out.push(r.new_key),
+            _ => {}
         }
         out
     }

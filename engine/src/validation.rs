@@ -9,12 +9,16 @@
 
 use crate::crypto::{self, ChainId};
 use crate::limits::{
-    DATA_TYPE_BYTES_MAX, ENCRYPTED_KEY_BYTES_MAX, GRANT_DATA_TYPES_MAX, GRANT_RECORDS_MAX, INDEX_LABELS_MAX,
-    LOCATOR_BYTES_MAX, NAME_BYTES_MAX, PURPOSE_BYTES_MAX, TX_BYTES_MAX, TX_SIGNATURES_MAX,
+    DATA_TYPE_BYTES_MAX, DKG_PACKAGE_BYTES_MAX, DKG_SEALED_BYTES_MAX, ENCRYPTED_KEY_BYTES_MAX, GRANT_DATA_TYPES_MAX,
+    GRANT_RECORDS_MAX, INDEX_LABELS_MAX, LOCATOR_BYTES_MAX, NAME_BYTES_MAX, PURPOSE_BYTES_MAX, TX_BYTES_MAX,
+    TX_SIGNATURES_MAX, VALIDATORS_MAX,
 };
 use crate::pbft::message::SignatureCheck;
 use crate::state::TxError;
-use crate::tx::{AnchorRecord, Enroll, Grant, GrantScope, Payload, SearchAuthorization, Transaction};
+use crate::threshold::is_public_key;
+use crate::tx::{
+    AnchorRecord, DkgRound1, DkgRound2, Enroll, Grant, GrantScope, Payload, SearchAuthorization, Transaction,
+};
 use std::collections::BTreeSet;
 
 /// Checks everything about `tx` that needs no state and no signature verification:
@@ -44,8 +48,25 @@ pub fn check_stateless(tx: &Transaction) -> Result<(), TxError> {
         Payload::Enroll(e) => check_enroll(e),
         Payload::AnchorRecord(a) => check_anchor(a, tx),
         Payload::Grant(g) => check_grant(g),
-        Payload::Revoke(_) | Payload::ReadRequest(_) | Payload::SearchLog(_) => Ok(()),
+        Payload::Revoke(_) | Payload::SearchLog(_) => Ok(()),
+        Payload::ReadRequest(r) => {
+            if !is_public_key(&r.reader_key) {
+                return Err(malformed(
+                    "payload.ReadRequest.reader_key",
+                    "must be a ristretto255 public key (canonical, not the identity); make a fresh one per request",
+                ));
+            }
+            Ok(())
+        }
         Payload::SearchAuthorization(s) => check_search_authorization(s),
+        Payload::DkgRound1(r) => check_dkg_round1(r),
+        Payload::DkgRound2(r) => check_dkg_round2(r),
+        Payload::RotateKey(r) => {
+            if r.new_key == tx.body.sender {
+                return Err(malformed("payload.RotateKey.new_key", "the new key must differ from the current one"));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -156,4 +177,30 @@ fn check_grant(g: &Grant) -> Result<(), TxError> {
 
 fn check_search_authorization(s: &SearchAuthorization) -> Result<(), TxError> {
     at_most("payload.SearchAuthorization.purpose", s.purpose.len(), PURPOSE_BYTES_MAX)
+}
+
+fn check_dkg_round1(r: &DkgRound1) -> Result<(), TxError> {
+    if r.package.is_empty() {
+        return Err(malformed("payload.DkgRound1.package", "must not be empty"));
+    }
+    at_most("payload.DkgRound1.package", r.package.len(), DKG_PACKAGE_BYTES_MAX)?;
+    if !is_public_key(&r.transport) {
+        return Err(malformed("payload.DkgRound1.transport", "must be a ristretto255 public key"));
+    }
+    Ok(())
+}
+
+fn check_dkg_round2(r: &DkgRound2) -> Result<(), TxError> {
+    const FIELD: &str = "payload.DkgRound2.packages";
+    if r.packages.is_empty() {
+        return Err(malformed(FIELD, "must hold one package per other validator"));
+    }
+    at_most(FIELD, r.packages.len(), VALIDATORS_MAX)?;
+    for (i, p) in r.packages.iter().enumerate() {
+        at_most(&format!("{FIELD}[{i}].sealed"), p.sealed.len(), DKG_SEALED_BYTES_MAX)?;
+    }
+    if r.packages.windows(2).any(|w| w[0].to >= w[1].to) {
+        return Err(malformed(FIELD, "recipients must be in increasing order, each once"));
+    }
+    Ok(())
 }

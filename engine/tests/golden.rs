@@ -9,8 +9,8 @@ use engine::crypto::{ChainId, SigningKey};
 use engine::genesis::{ChainParams, Genesis, GenesisBody, NodeInfo};
 use engine::pbft::message::{Message, SignedMessage, Vote};
 use engine::tx::{
-    AnchorRecord, Enroll, Grant, GrantScope, Payload, ReadRequest, Revoke, Role, SearchAuthorization, SearchLog,
-    Transaction, TxBody,
+    AnchorRecord, DkgRound1, DkgRound2, Enroll, Grant, GrantScope, Payload, ReadRequest, Revoke, Role, RotateKey,
+    SealedPackage, SearchAuthorization, SearchLog, Transaction, TxBody,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
@@ -136,8 +136,33 @@ fn tx_revoke() {
 
 #[test]
 fn tx_read_request() {
-    let p = Payload::ReadRequest(ReadRequest { record: Digest([0x11; 32]), grant: Some(Digest([0x22; 32])) });
+    let p = Payload::ReadRequest(ReadRequest {
+        record: Digest([0x11; 32]),
+        grant: Some(Digest([0x22; 32])),
+        reader_key: engine::threshold::DhSecret::from_wide(&[0x44; 64]).public(),
+    });
     golden_tx("tx_read_request", &tx(&[11], 1, p));
+}
+
+#[test]
+fn tx_dkg_round1() {
+    let p = Payload::DkgRound1(DkgRound1 {
+        package: vec![0x01; 40],
+        transport: engine::threshold::DhSecret::from_wide(&[0x55; 64]).public(),
+    });
+    golden_tx("tx_dkg_round1", &tx(&[1], 1, p));
+}
+
+#[test]
+fn tx_dkg_round2() {
+    let packages =
+        vec![SealedPackage { to: 1, sealed: vec![0x02; 20] }, SealedPackage { to: 3, sealed: vec![0x03; 20] }];
+    golden_tx("tx_dkg_round2", &tx(&[2], 2, Payload::DkgRound2(DkgRound2 { packages })));
+}
+
+#[test]
+fn tx_rotate_key() {
+    golden_tx("tx_rotate_key", &tx(&[20, 21], 4, Payload::RotateKey(RotateKey { new_key: key(21).public() })));
 }
 
 #[test]

@@ -8,9 +8,14 @@ use engine::genesis::{ChainParams, Genesis, GenesisBody, NodeInfo};
 use engine::limits::LOCATOR_BYTES_MAX;
 use engine::state::{check_stateless, signature_checks, verify_signatures, AuditAction, Outcome, State, TxError};
 use engine::tx::{
-    AnchorRecord, Enroll, Grant, GrantScope, Payload, ReadRequest, Revoke, Role, SearchAuthorization, SearchLog,
-    Transaction, TxBody, TxId,
+    AnchorRecord, DkgRound1, DkgRound2, Enroll, Grant, GrantScope, Payload, ReadRequest, Revoke, Role, RotateKey,
+    SealedPackage, SearchAuthorization, SearchLog, Transaction, TxBody, TxId,
 };
+
+/// A valid reader key for `ReadRequest`s.
+fn reader_key() -> [u8; 32] {
+    engine::threshold::DhSecret::from_wide(&[9; 64]).public()
+}
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -172,7 +177,7 @@ fn record_sharing_lifecycle_and_audit_trail() {
     assert_eq!(c.state.records_of(&patient.public()).len(), 1);
 
     // The second doctor may not read yet.
-    let read = Payload::ReadRequest(ReadRequest { record: rec.record_id, grant: None });
+    let read = Payload::ReadRequest(ReadRequest { record: rec.record_id, grant: None, reader_key: reader_key() });
     assert!(
         matches!(rejected(c.one(&[&doctor2], read.clone())), TxError::Malformed { field, .. } if field == "payload.ReadRequest.grant")
     );
@@ -190,7 +195,8 @@ fn record_sharing_lifecycle_and_audit_trail() {
     let g = c.state.grant(&grant_id).unwrap();
     assert_eq!((g.owner, g.grant.clone(), g.revoked_at), (patient.public(), grant, None));
 
-    let read_granted = Payload::ReadRequest(ReadRequest { record: rec.record_id, grant: Some(grant_id) });
+    let read_granted =
+        Payload::ReadRequest(ReadRequest { record: rec.record_id, grant: Some(grant_id), reader_key: reader_key() });
     assert_eq!(c.one(&[&doctor2], read_granted.clone()), Outcome::Applied);
     // The owner reads without a grant.
     assert_eq!(c.one(&[&patient], read.clone()), Outcome::Applied);
@@ -240,7 +246,9 @@ fn data_type_grants_cover_by_type_and_half_open_time_range() {
     let gtx = c.tx(&[&patient], Payload::Grant(grant));
     let gid = gtx.id();
     assert_eq!(c.block(vec![gtx]), vec![Outcome::Applied]);
-    let read = |id: u8| Payload::ReadRequest(ReadRequest { record: Digest([id; 32]), grant: Some(gid) });
+    let read = |id: u8| {
+        Payload::ReadRequest(ReadRequest { record: Digest([id; 32]), grant: Some(gid), reader_key: reader_key() })
+    };
     assert!(matches!(rejected(c.one(&[&doctor2], read(1))), TxError::Conflict(_)), "before from_ms");
     assert_eq!(c.one(&[&doctor2], read(2)), Outcome::Applied, "at from_ms");
     assert!(matches!(rejected(c.one(&[&doctor2], read(3))), TxError::Conflict(_)), "other data type");
@@ -276,7 +284,8 @@ fn grants_expire_at_the_block_timestamp() {
     let gid = gtx.id();
     assert_eq!(c.block(vec![gtx]), vec![Outcome::Applied]);
     // The next block's timestamp equals expires_at_ms: expired.
-    let read = Payload::ReadRequest(ReadRequest { record: Digest([1; 32]), grant: Some(gid) });
+    let read =
+        Payload::ReadRequest(ReadRequest { record: Digest([1; 32]), grant: Some(gid), reader_key: reader_key() });
     assert!(matches!(rejected(c.one(&[&doctor2], read)), TxError::Conflict(m) if m.contains("expired")));
 }
 
@@ -774,7 +783,7 @@ fn random_transactions_check_agrees_with_apply_and_rejections_change_nothing() {
                         }
                         _ => (one_of(&mut rng, &all), record, if rng.gen() { None } else { Some(grant) }),
                     };
-                    (reader, reader, Payload::ReadRequest(ReadRequest { record, grant }))
+                    (reader, reader, Payload::ReadRequest(ReadRequest { record, grant, reader_key: reader_key() }))
                 }
                 5 => {
                     let (hospital, researcher) = (one_of(&mut rng, &[1, 2, 3]), one_of(&mut rng, &researchers));
@@ -853,4 +862,208 @@ fn random_transactions_check_agrees_with_apply_and_rejections_change_nothing() {
             assert!(n >= 5, "{kind} {} only {n} times: {counts:?}", if ok { "applied" } else { "rejected" });
         }
     }
+}
+
+#[test]
+fn committed_read_requests_keep_the_reader_key_and_bad_keys_are_refused() {
+    let (mut c, doctor, patient, _) = populated();
+    let h0 = c.hospitals[0].clone();
+    let rec = anchor(1, &doctor, &patient, &h0, "Condition");
+    assert_eq!(c.one(&[&doctor, &patient], Payload::AnchorRecord(rec.clone())), Outcome::Applied);
+    let read = ReadRequest { record: rec.record_id, grant: None, reader_key: reader_key() };
+    let tx = c.tx(&[&patient], Payload::ReadRequest(read.clone()));
+    let id = tx.id();
+    assert_eq!(c.block(vec![tx]), vec![Outcome::Applied]);
+    let entry = c.state.read_request(&id).expect("the committed read is kept by its id");
+    assert_eq!((entry.reader, &entry.request, entry.height), (patient.public(), &read, c.state.height()));
+
+    // A replay of the same transaction is refused, and a refused read is not served.
+    let tx = c.tx(&[&patient], Payload::ReadRequest(read.clone()));
+    let again = TxBody { nonce: 1, ..tx.body.clone() }.sign(&c.chain_id(), &[&patient]);
+    assert!(matches!(rejected(c.block(vec![again.clone()]).remove(0)), TxError::StaleNonce { .. }));
+    assert!(c.state.read_request(&again.id()).is_none());
+
+    for bad in [[0u8; 32], [0xff; 32]] {
+        let tx = c.tx(&[&patient], Payload::ReadRequest(ReadRequest { reader_key: bad, ..read.clone() }));
+        assert!(
+            matches!(check_stateless(&tx), Err(TxError::Malformed { field, .. }) if field == "payload.ReadRequest.reader_key")
+        );
+    }
+}
+
+/// Runs the key generation through transactions: every validator's packages ride on chain, and
+/// each validator finishes from what the ledger holds.
+#[test]
+fn key_generation_on_chain_yields_the_set_every_validator_finishes_with() {
+    use engine::dkg;
+    use rand_chacha::rand_core::SeedableRng;
+    let mut c = Chain::new();
+    let n = c.hospitals.len() as u16;
+    let t = dkg::consortium_threshold(n);
+    assert_eq!(t, 3, "4 validators: f = 1, t = n - f");
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+    let chain = c.chain_id();
+    let hospitals = c.hospitals.clone();
+    let mut secrets = Vec::new();
+    let mut transports = Vec::new();
+    let mut round1 = std::collections::BTreeMap::new();
+    for i in 1..=n {
+        let (secret, package) = dkg::round1(i, n, t, &mut rng).unwrap();
+        let transport = dkg::TransportSecret::random(&mut rng);
+        round1.insert(i, package.clone());
+        secrets.push(secret);
+        transports.push(transport);
+    }
+    // Round 2 before round 1 is complete is refused; so is a non-validator, and a repeat.
+    let r1 = |i: u16| DkgRound1 { package: round1[&i].clone(), transport: transports[usize::from(i) - 1].public() };
+    assert_eq!(c.one(&[&hospitals[0]], Payload::DkgRound1(r1(1))), Outcome::Applied);
+    assert!(
+        matches!(rejected(c.one(&[&hospitals[0]], Payload::DkgRound1(r1(1)))), TxError::Conflict(m) if m.contains("already"))
+    );
+    let early = DkgRound2 { packages: vec![SealedPackage { to: 2, sealed: vec![1; 60] }] };
+    assert!(
+        matches!(rejected(c.one(&[&hospitals[0]], Payload::DkgRound2(early))), TxError::Conflict(m) if m.contains("not complete"))
+    );
+    let doctor = key(10);
+    c.enroll(&hospitals[0], &doctor, Role::Doctor);
+    assert!(matches!(rejected(c.one(&[&doctor], Payload::DkgRound1(r1(2)))), TxError::RoleNotAllowed { .. }));
+    // A package with the wrong degree is refused with its field.
+    let (_, wrong_degree) = dkg::round1(2, n, 2, &mut rng).unwrap();
+    let bad = DkgRound1 { package: wrong_degree, transport: transports[1].public() };
+    assert!(
+        matches!(rejected(c.one(&[&hospitals[1]], Payload::DkgRound1(bad))), TxError::Malformed { field, .. } if field == "payload.DkgRound1.package")
+    );
+    for i in 2..=n {
+        assert_eq!(c.one(&[&hospitals[usize::from(i) - 1]], Payload::DkgRound1(r1(i))), Outcome::Applied);
+    }
+    assert!(c.state.dkg().key_set.is_some(), "the last round-1 package fixes the set");
+    assert!(c.state.key_set().is_none(), "but it is active only after round 2");
+
+    // Round 2: each validator reads the others' round-1 packages from the ledger.
+    let mut round2_secrets = Vec::new();
+    for (k, secret) in secrets.into_iter().enumerate() {
+        let me = k as u16 + 1;
+        let others: std::collections::BTreeMap<u16, Vec<u8>> =
+            c.state.dkg().round1.iter().filter(|(i, _)| **i != me).map(|(i, r)| (*i, r.package.clone())).collect();
+        let (r2secret, outgoing) = dkg::round2(secret, &others).unwrap();
+        round2_secrets.push(r2secret);
+        let packages: Vec<SealedPackage> = outgoing
+            .iter()
+            .map(|(to, p)| {
+                let recipient = c.state.dkg().round1[to].transport;
+                SealedPackage { to: *to, sealed: dkg::seal_package(&chain, me, *to, &recipient, p, &mut rng).unwrap() }
+            })
+            .collect();
+        if me == 1 {
+            let missing = DkgRound2 { packages: packages[1..].to_vec() };
+            assert!(
+                matches!(rejected(c.one(&[&hospitals[0]], Payload::DkgRound2(missing))), TxError::Malformed { field, .. } if field == "payload.DkgRound2.packages")
+            );
+        }
+        assert_eq!(c.one(&[&hospitals[k]], Payload::DkgRound2(DkgRound2 { packages })), Outcome::Applied);
+    }
+    let set = c.state.key_set().expect("active after every round-2 package").clone();
+    assert_eq!(set.threshold, t);
+
+    // Every validator finishes from the ledger alone and gets the ledger's set.
+    for (k, secret) in round2_secrets.iter().enumerate() {
+        let me = k as u16 + 1;
+        let others1: std::collections::BTreeMap<u16, Vec<u8>> =
+            c.state.dkg().round1.iter().filter(|(i, _)| **i != me).map(|(i, r)| (*i, r.package.clone())).collect();
+        let mine2: std::collections::BTreeMap<u16, Vec<u8>> = c
+            .state
+            .dkg()
+            .round2
+            .iter()
+            .filter(|(from, _)| **from != me)
+            .map(|(from, r)| {
+                let sealed = &r.packages.iter().find(|p| p.to == me).unwrap().sealed;
+                (*from, dkg::open_package(&chain, *from, me, &transports[k], sealed).unwrap())
+            })
+            .collect();
+        let (share, theirs) = dkg::finish(secret, &others1, &mine2).unwrap();
+        assert_eq!(theirs, set);
+        assert_eq!(share.public(), set.shares[k]);
+    }
+    // A late round-1 or a second round-2 is refused.
+    assert!(matches!(rejected(c.one(&[&hospitals[3]], Payload::DkgRound1(r1(4)))), TxError::Conflict(_)));
+}
+
+#[test]
+fn a_rotated_patient_key_hands_over_records_grants_and_trail() {
+    let (mut c, doctor, patient, doctor2) = populated();
+    let h0 = c.hospitals[0].clone();
+    let rec = anchor(1, &doctor, &patient, &h0, "Condition");
+    assert_eq!(c.one(&[&doctor, &patient], Payload::AnchorRecord(rec.clone())), Outcome::Applied);
+    let grant = Grant {
+        grantee: doctor2.public(),
+        scope: GrantScope::Records(vec![rec.record_id]),
+        purpose: "care".into(),
+        expires_at_ms: T0 + 1_000_000,
+    };
+    let grant_tx = c.tx(&[&patient], Payload::Grant(grant));
+    let grant_id = grant_tx.id();
+    assert_eq!(c.block(vec![grant_tx]), vec![Outcome::Applied]);
+
+    let fresh = key(21);
+    // The new key must sign too (proof of possession).
+    let body = TxBody {
+        sender: patient.public(),
+        nonce: 99,
+        expiry_height: c.state.height() + 5,
+        payload: Payload::RotateKey(RotateKey { new_key: fresh.public() }),
+    };
+    assert_eq!(body.signers(), vec![patient.public(), fresh.public()]);
+    // Rotating to a key in use is refused.
+    assert!(matches!(
+        rejected(c.one(&[&patient, &doctor], Payload::RotateKey(RotateKey { new_key: doctor.public() }))),
+        TxError::Conflict(m) if m.contains("already in use")
+    ));
+    // Only patients rotate on chain.
+    assert!(matches!(
+        rejected(c.one(&[&doctor, &fresh], Payload::RotateKey(RotateKey { new_key: fresh.public() }))),
+        TxError::RoleNotAllowed { .. }
+    ));
+    assert_eq!(c.one(&[&patient, &fresh], Payload::RotateKey(RotateKey { new_key: fresh.public() })), Outcome::Applied);
+    let at = c.state.height();
+    assert_eq!(c.state.rotated_to(&patient.public()), Some((fresh.public(), at)));
+    assert_eq!(c.state.current_owner(&patient.public()), fresh.public());
+    assert_eq!(c.state.participant(&fresh.public()).unwrap().role, Role::Patient);
+
+    // The old key sends nothing more, and cannot consent to new records.
+    assert!(matches!(
+        rejected(c.one(&[&patient], Payload::Revoke(Revoke { grant: grant_id }))),
+        TxError::Conflict(m) if m.contains("rotated")
+    ));
+    let rec2 = anchor(2, &doctor, &patient, &h0, "Condition");
+    assert!(
+        matches!(rejected(c.one(&[&doctor, &patient], Payload::AnchorRecord(rec2))), TxError::Malformed { field, .. } if field == "payload.AnchorRecord.owner")
+    );
+    // The new key owns the records and the grants: it reads, grants and revokes.
+    assert_eq!(c.state.records_of(&fresh.public()).len(), 1);
+    let own = ReadRequest { record: rec.record_id, grant: None, reader_key: reader_key() };
+    assert_eq!(c.one(&[&fresh], Payload::ReadRequest(own)), Outcome::Applied);
+    let granted = ReadRequest { record: rec.record_id, grant: Some(grant_id), reader_key: reader_key() };
+    assert_eq!(c.one(&[&doctor2], Payload::ReadRequest(granted.clone())), Outcome::Applied);
+    assert_eq!(c.one(&[&fresh], Payload::Revoke(Revoke { grant: grant_id })), Outcome::Applied);
+    assert!(
+        matches!(rejected(c.one(&[&doctor2], Payload::ReadRequest(granted))), TxError::Conflict(m) if m.contains("revoked"))
+    );
+    let rec3 = anchor(3, &doctor, &fresh, &h0, "Condition");
+    assert_eq!(c.one(&[&doctor, &fresh], Payload::AnchorRecord(rec3)), Outcome::Applied);
+
+    // One trail, reachable from either key, with the rotation in it.
+    let trail = c.state.audit_trail(&fresh.public());
+    assert_eq!(trail, c.state.audit_trail(&patient.public()));
+    let kinds: Vec<&str> = trail
+        .iter()
+        .map(|e| match e.action {
+            AuditAction::Anchored { .. } => "anchored",
+            AuditAction::Granted { .. } => "granted",
+            AuditAction::Revoked { .. } => "revoked",
+            AuditAction::KeyRotated { .. } => "rotated",
+            AuditAction::Read { .. } => "read",
+        })
+        .collect();
+    assert_eq!(kinds, ["anchored", "granted", "rotated", "read", "read", "revoked", "anchored"]);
 }
