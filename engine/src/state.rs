@@ -298,7 +298,9 @@ pub struct AuditEvent {
 /// - `expiry_height ≥` the block height ([`TxError::Expired`]);
 /// - the sender is enrolled or is the CA ([`TxError::UnknownParticipant`]);
 /// - its nonce is above the sender's last committed nonce ([`TxError::StaleNonce`]); gaps are
-///   allowed. A rejected transaction does not advance the nonce.
+///   allowed. A rejected transaction does not advance the nonce. Key-generation transactions
+///   stand outside the sequence (`tx::NONCE_OUTSIDE_SEQUENCE`): each is accepted once per
+///   validator and round, and leaves the nonce alone.
 ///
 /// Per payload:
 /// - `Enroll`: hospitals, auditors and researchers only by the CA; doctors and patients only by
@@ -612,7 +614,7 @@ impl State {
             )));
         }
         let last = self.nonce(&sender);
-        if body.nonce <= last {
+        if body.nonce <= last && !body.payload.outside_nonce_sequence() {
             return Err(TxError::StaleNonce { sender, last, got: body.nonce });
         }
         let sender = Sender { key: sender, role };
@@ -874,7 +876,9 @@ impl State {
     /// Applies a transaction that passed every check.
     fn apply(&mut self, tx: &Transaction, id: TxId, at: At) {
         let sender = tx.body.sender;
-        self.nonces.insert(sender, tx.body.nonce);
+        if !tx.body.payload.outside_nonce_sequence() {
+            self.nonces.insert(sender, tx.body.nonce);
+        }
         self.committed_txs.insert(id);
         let event =
             |action| AuditEvent { height: at.height, timestamp_ms: at.timestamp_ms, tx: id, actor: sender, action };

@@ -11,6 +11,12 @@ use crate::crypto::{signing_bytes, ChainId, Domain, PublicKey, Signature, Signin
 use crate::limits::TX_BYTES_MAX;
 use serde::{Deserialize, Serialize};
 
+/// The nonce of key-generation transactions (`DkgRound1`, `DkgRound2`), which stand outside
+/// their sender's nonce sequence: a validator sends each round once, and that rule, not a nonce,
+/// stops a replay. So a validator's key generation never races its hospital's own transactions.
+/// No other transaction may use it.
+pub const NONCE_OUTSIDE_SEQUENCE: u64 = u64::MAX;
+
 /// A record's id, chosen by its writer (random 32 bytes).
 pub type RecordId = Digest;
 /// A transaction's id: SHA-256 of its body's canonical encoding.
@@ -208,6 +214,12 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// Whether this payload stands outside its sender's nonce sequence
+    /// ([`NONCE_OUTSIDE_SEQUENCE`]).
+    pub fn outside_nonce_sequence(&self) -> bool {
+        matches!(self, Payload::DkgRound1(_) | Payload::DkgRound2(_))
+    }
+
     /// A short name for logs, metrics and errors.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -18,6 +18,7 @@ use crate::state::TxError;
 use crate::threshold::is_public_key;
 use crate::tx::{
     AnchorRecord, DkgRound1, DkgRound2, Enroll, Grant, GrantScope, Payload, SearchAuthorization, Transaction,
+    NONCE_OUTSIDE_SEQUENCE,
 };
 use std::collections::BTreeSet;
 
@@ -25,7 +26,8 @@ use std::collections::BTreeSet;
 ///
 /// - the canonical encoding is at most [`TX_BYTES_MAX`] (`transaction`);
 /// - there is exactly one signature per key of [`crate::tx::TxBody::signers`];
-/// - `body.nonce ≥ 1` (nonces start at 1; 0 means "never used");
+/// - `body.nonce ≥ 1` (nonces start at 1; 0 means "never used"), and `u64::MAX` exactly for
+///   the key-generation payloads, which stand outside the nonce sequence;
 /// - every length limit of [`crate::limits`], and the forms of the payload's fields (non-empty
 ///   names, tags and locators, a positive ciphertext length, the author is the sender, a
 ///   non-empty grant scope without repeats, `from_ms < to_ms`).
@@ -43,6 +45,13 @@ pub fn check_stateless(tx: &Transaction) -> Result<(), TxError> {
     }
     if tx.body.nonce == 0 {
         return Err(malformed("body.nonce", "nonces start at 1"));
+    }
+    match (tx.body.payload.outside_nonce_sequence(), tx.body.nonce == NONCE_OUTSIDE_SEQUENCE) {
+        (true, false) => {
+            return Err(malformed("body.nonce", "key-generation transactions carry NONCE_OUTSIDE_SEQUENCE (u64::MAX)"))
+        }
+        (false, true) => return Err(malformed("body.nonce", "u64::MAX is reserved for key-generation transactions")),
+        _ => {}
     }
     match &tx.body.payload {
         Payload::Enroll(e) => check_enroll(e),

@@ -150,14 +150,17 @@ fn tx_dkg_round1() {
         package: vec![0x01; 40],
         transport: engine::threshold::DhSecret::from_wide(&[0x55; 64]).public(),
     });
-    golden_tx("tx_dkg_round1", &tx(&[1], 1, p));
+    golden_tx("tx_dkg_round1", &tx(&[1], engine::tx::NONCE_OUTSIDE_SEQUENCE, p));
 }
 
 #[test]
 fn tx_dkg_round2() {
     let packages =
         vec![SealedPackage { to: 1, sealed: vec![0x02; 20] }, SealedPackage { to: 3, sealed: vec![0x03; 20] }];
-    golden_tx("tx_dkg_round2", &tx(&[2], 2, Payload::DkgRound2(DkgRound2 { packages })));
+    golden_tx(
+        "tx_dkg_round2",
+        &tx(&[2], engine::tx::NONCE_OUTSIDE_SEQUENCE, Payload::DkgRound2(DkgRound2 { packages })),
+    );
 }
 
 #[test]

@@ -891,6 +891,18 @@ fn committed_read_requests_keep_the_reader_key_and_bad_keys_are_refused() {
     }
 }
 
+/// Commits a key-generation transaction (outside the sender's nonce sequence).
+fn dkg_tx(c: &mut Chain, signer: &SigningKey, payload: Payload) -> Outcome {
+    let body = TxBody {
+        sender: signer.public(),
+        nonce: engine::tx::NONCE_OUTSIDE_SEQUENCE,
+        expiry_height: c.state.height() + 10,
+        payload,
+    };
+    let tx = body.sign(&c.chain_id(), &[signer]);
+    c.block(vec![tx]).remove(0)
+}
+
 /// Runs the key generation through transactions: every validator's packages ride on chain, and
 /// each validator finishes from what the ledger holds.
 #[test]
@@ -916,25 +928,25 @@ fn key_generation_on_chain_yields_the_set_every_validator_finishes_with() {
     }
     // Round 2 before round 1 is complete is refused; so is a non-validator, and a repeat.
     let r1 = |i: u16| DkgRound1 { package: round1[&i].clone(), transport: transports[usize::from(i) - 1].public() };
-    assert_eq!(c.one(&[&hospitals[0]], Payload::DkgRound1(r1(1))), Outcome::Applied);
+    assert_eq!(dkg_tx(&mut c, &hospitals[0], Payload::DkgRound1(r1(1))), Outcome::Applied);
     assert!(
-        matches!(rejected(c.one(&[&hospitals[0]], Payload::DkgRound1(r1(1)))), TxError::Conflict(m) if m.contains("already"))
+        matches!(rejected(dkg_tx(&mut c, &hospitals[0], Payload::DkgRound1(r1(1)))), TxError::Conflict(m) if m.contains("already"))
     );
     let early = DkgRound2 { packages: vec![SealedPackage { to: 2, sealed: vec![1; 60] }] };
     assert!(
-        matches!(rejected(c.one(&[&hospitals[0]], Payload::DkgRound2(early))), TxError::Conflict(m) if m.contains("not complete"))
+        matches!(rejected(dkg_tx(&mut c, &hospitals[0], Payload::DkgRound2(early))), TxError::Conflict(m) if m.contains("not complete"))
     );
     let doctor = key(10);
     c.enroll(&hospitals[0], &doctor, Role::Doctor);
-    assert!(matches!(rejected(c.one(&[&doctor], Payload::DkgRound1(r1(2)))), TxError::RoleNotAllowed { .. }));
+    assert!(matches!(rejected(dkg_tx(&mut c, &doctor, Payload::DkgRound1(r1(2)))), TxError::RoleNotAllowed { .. }));
     // A package with the wrong degree is refused with its field.
     let (_, wrong_degree) = dkg::round1(2, n, 2, &mut rng).unwrap();
     let bad = DkgRound1 { package: wrong_degree, transport: transports[1].public() };
     assert!(
-        matches!(rejected(c.one(&[&hospitals[1]], Payload::DkgRound1(bad))), TxError::Malformed { field, .. } if field == "payload.DkgRound1.package")
+        matches!(rejected(dkg_tx(&mut c, &hospitals[1], Payload::DkgRound1(bad))), TxError::Malformed { field, .. } if field == "payload.DkgRound1.package")
     );
     for i in 2..=n {
-        assert_eq!(c.one(&[&hospitals[usize::from(i) - 1]], Payload::DkgRound1(r1(i))), Outcome::Applied);
+        assert_eq!(dkg_tx(&mut c, &hospitals[usize::from(i) - 1], Payload::DkgRound1(r1(i))), Outcome::Applied);
     }
     assert!(c.state.dkg().key_set.is_some(), "the last round-1 package fixes the set");
     assert!(c.state.key_set().is_none(), "but it is active only after round 2");
@@ -957,10 +969,10 @@ fn key_generation_on_chain_yields_the_set_every_validator_finishes_with() {
         if me == 1 {
             let missing = DkgRound2 { packages: packages[1..].to_vec() };
             assert!(
-                matches!(rejected(c.one(&[&hospitals[0]], Payload::DkgRound2(missing))), TxError::Malformed { field, .. } if field == "payload.DkgRound2.packages")
+                matches!(rejected(dkg_tx(&mut c, &hospitals[0], Payload::DkgRound2(missing))), TxError::Malformed { field, .. } if field == "payload.DkgRound2.packages")
             );
         }
-        assert_eq!(c.one(&[&hospitals[k]], Payload::DkgRound2(DkgRound2 { packages })), Outcome::Applied);
+        assert_eq!(dkg_tx(&mut c, &hospitals[k], Payload::DkgRound2(DkgRound2 { packages })), Outcome::Applied);
     }
     let set = c.state.key_set().expect("active after every round-2 package").clone();
     assert_eq!(set.threshold, t);
@@ -985,8 +997,23 @@ fn key_generation_on_chain_yields_the_set_every_validator_finishes_with() {
         assert_eq!(theirs, set);
         assert_eq!(share.public(), set.shares[k]);
     }
+    // The key generation left the hospitals' nonce sequences alone.
+    assert_eq!(c.state.nonce(&hospitals[1].public()), 0);
+    // A sequence nonce on a key-generation transaction, or the reserved one elsewhere, is refused.
+    let wrong =
+        TxBody { sender: hospitals[1].public(), nonce: 1, expiry_height: 100, payload: Payload::DkgRound1(r1(2)) }
+            .sign(&chain, &[&hospitals[1]]);
+    assert!(matches!(check_stateless(&wrong), Err(TxError::Malformed { field, .. }) if field == "body.nonce"));
+    let wrong = TxBody {
+        sender: hospitals[1].public(),
+        nonce: engine::tx::NONCE_OUTSIDE_SEQUENCE,
+        expiry_height: 100,
+        payload: Payload::Revoke(Revoke { grant: Digest([1; 32]) }),
+    }
+    .sign(&chain, &[&hospitals[1]]);
+    assert!(matches!(check_stateless(&wrong), Err(TxError::Malformed { field, .. }) if field == "body.nonce"));
     // A late round-1 or a second round-2 is refused.
-    assert!(matches!(rejected(c.one(&[&hospitals[3]], Payload::DkgRound1(r1(4)))), TxError::Conflict(_)));
+    assert!(matches!(rejected(dkg_tx(&mut c, &hospitals[3], Payload::DkgRound1(r1(4)))), TxError::Conflict(_)));
 }
 
 #[test]
