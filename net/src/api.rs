@@ -76,6 +76,10 @@ pub(crate) fn router(node: Arc<NodeShared>) -> Router {
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/commits", get(commits))
         .route("/v1/participants/{key}", get(participant))
+        .route("/v1/keys", get(crate::sharing::keys))
+        .route("/v1/reads/{id}/share", post(crate::sharing::read_share))
+        .route("/v1/records/{id}", get(crate::sharing::record))
+        .route("/v1/patients/{key}/audit", get(crate::sharing::audit))
         .route("/v1/status", get(status))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -167,7 +171,10 @@ fn refuse_all(
 }
 
 /// Checks, verifies and hands over transactions; one result per input, in order.
-async fn submit(node: &Arc<NodeShared>, items: Vec<Result<Transaction, ApiError>>) -> Vec<Result<TxId, ApiError>> {
+pub(crate) async fn submit(
+    node: &Arc<NodeShared>,
+    items: Vec<Result<Transaction, ApiError>>,
+) -> Vec<Result<TxId, ApiError>> {
     if node.role == Role::Auditor {
         let e = ApiError::new(
             StatusCode::FORBIDDEN,

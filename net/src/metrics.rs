@@ -88,6 +88,8 @@ pub struct Metrics {
     pub index_token_refusals: LabeledCounter,
     /// Searches answered, by outcome.
     pub searches: LabeledCounter,
+    /// Decryption shares this validator returned for committed reads.
+    pub read_shares: AtomicU64,
     verify_batch_buckets: [AtomicU64; VERIFY_BATCH_BUCKETS.len()],
     verify_batch_count: AtomicU64,
     verify_batch_items: AtomicU64,
@@ -149,6 +151,12 @@ impl Metrics {
             "medchain_txs_accepted_total",
             "Transactions accepted for inclusion.",
             get(&self.txs_accepted),
+        );
+        counter(
+            &mut out,
+            "medchain_read_shares_total",
+            "Decryption shares returned for committed reads.",
+            get(&self.read_shares),
         );
         labeled(
             &mut out,

@@ -307,6 +307,8 @@ pub(crate) struct NodeShared {
     pub submissions: Arc<tokio::sync::Semaphore>,
     /// The search index, and on validators the hospital's label and token services.
     pub index: Arc<crate::search::NodeIndex>,
+    /// On validators of a consortium of two or more: its part of the consortium key.
+    pub keys: Option<Arc<crate::sharing::KeyService>>,
 }
 
 impl NodeShared {
@@ -445,6 +447,18 @@ impl Node {
             verification: verification.clone(),
             submissions: Arc::new(tokio::sync::Semaphore::new(crate::limits::HTTP_SUBMISSIONS_CONCURRENT_MAX)),
             index,
+            keys: (role == Role::Validator)
+                .then(|| {
+                    crate::sharing::KeyService::new(
+                        genesis.chain_id().clone(),
+                        key.clone(),
+                        me as usize,
+                        genesis.body.validators.len(),
+                        &config.data_dir,
+                    )
+                })
+                .flatten()
+                .map(Arc::new),
         });
 
         let driver_ctx = driver::DriverContext {
@@ -466,13 +480,16 @@ impl Node {
             })
             .map_err(NodeError::Thread)?;
 
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(
                 driver::verify_inbound(inbound_rx, driver_tx.clone(), genesis, verification, metrics)
                     .instrument(span.clone()),
             ),
             tokio::spawn(tick(driver_tx).instrument(span.clone())),
         ];
+        if let Some(keys) = shared.keys.clone() {
+            tasks.push(tokio::spawn(crate::sharing::run_key_generation(shared.clone(), keys).instrument(span.clone())));
+        }
 
         let (http_stop, stop_rx) = oneshot::channel::<()>();
         let router = api::router(shared.clone());

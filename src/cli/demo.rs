@@ -51,7 +51,34 @@ struct DemoReport {
     catch_up_ms: u64,
     heads_agree: bool,
     search: SearchDemo,
+    key_generation: KeyGenDemo,
+    sharing: SharingDemo,
     verified: Vec<VerifiedChain>,
+}
+
+#[derive(Serialize)]
+struct KeyGenDemo {
+    collective_key: String,
+    threshold: u16,
+    validators: usize,
+    ms: u64,
+}
+
+#[derive(Serialize)]
+struct SharingDemo {
+    record: String,
+    data_type: String,
+    patient: String,
+    owner_read_ms: f64,
+    grant: String,
+    reader: String,
+    read_ms: f64,
+    shares_from: Vec<String>,
+    plaintext_matches: bool,
+    revoked: String,
+    refused_after_revoke: bool,
+    refusal: String,
+    audit: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -93,7 +120,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let rep = rt.block_on(demo(&dir, &args))?;
     report(args.json, &rep, || human(&rep));
     let searches_ok = rep.search.searches.iter().all(|s| s.matches_plaintext && s.verified);
-    Ok(if rep.heads_agree && searches_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let sharing_ok = rep.sharing.plaintext_matches && rep.sharing.refused_after_revoke;
+    Ok(if rep.heads_agree && searches_ok && sharing_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn say(json: bool, msg: impl AsRef<str>) {
@@ -121,6 +149,23 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
         cl.wait_ready(Duration::from_secs(60)).await?;
     }
     say(args.json, "all nodes are up");
+    let keygen_start = Instant::now();
+    let key_set = crate::cli::share::wait_key_set(&clients[0], Duration::from_secs(120)).await?;
+    let key_generation = KeyGenDemo {
+        collective_key: hex::encode(key_set.collective),
+        threshold: key_set.threshold,
+        validators,
+        ms: keygen_start.elapsed().as_millis() as u64,
+    };
+    say(
+        args.json,
+        format!(
+            "the validators ran their distributed key generation on chain: consortium key {}…, any {} of {} decrypt, none alone",
+            &key_generation.collective_key[..16],
+            key_set.threshold,
+            validators
+        ),
+    );
 
     let load = |dur| LoadArgs {
         consortium: dir.to_path_buf(),
@@ -185,6 +230,9 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
         );
     }
 
+    say(args.json, "record sharing: a patient's record, granted, read, revoked, refused, audited");
+    let sharing = run_sharing(&c, &session, &clients[0], args).await?;
+
     say(args.json, "stopping every node (SIGTERM) and verifying each stored chain offline");
     nodes.stop_all()?;
     let mut verified = Vec::new();
@@ -206,7 +254,106 @@ async fn demo(dir: &Path, args: &DemoArgs) -> Result<DemoReport> {
         catch_up_ms,
         heads_agree,
         search,
+        key_generation,
+        sharing,
         verified,
+    })
+}
+
+/// The key file among `folder`'s `*.key` whose public key is `key`.
+fn key_file_of(folder: &Path, key: &engine::crypto::PublicKey) -> Result<PathBuf> {
+    for entry in std::fs::read_dir(folder).with_context(|| format!("cannot read {}", folder.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "key") && crate::consortium::read_key(&path)?.public() == *key {
+            return Ok(path);
+        }
+    }
+    bail!("no key file for {key} in {}", folder.display())
+}
+
+/// The sharing session: the owner reads their record; grants the researcher; the researcher
+/// reads it (through t validators' shares); the owner revokes; the researcher's next read is
+/// refused by the chain; the audit trail shows it all.
+async fn run_sharing(c: &Consortium, s: &Session, via: &Client, args: &DemoArgs) -> Result<SharingDemo> {
+    use crate::cli::share;
+    let record = s.written.first().context("the demo wrote no record")?;
+    let patient_file = key_file_of(&c.dir.join("clients").join("node0").join("patients"), &record.owner)?;
+    let patient = crate::consortium::read_key(&patient_file)?;
+    let store = share::blob_store(c, None)?;
+
+    let own = share::read_record(c, via, &patient, record.record_id, None, &store).await.context("the owner's read")?;
+    say(
+        args.json,
+        format!(
+            "  patient {} read their own {} record {} in {:.0} ms (shares from {})",
+            patient.public().short(),
+            record.data_type,
+            &record.record_id.to_hex()[..12],
+            own.total_ms,
+            own.shares_from.join(", ")
+        ),
+    );
+    let grant = engine::tx::Grant {
+        grantee: s.researcher.public(),
+        scope: engine::tx::GrantScope::Records(vec![record.record_id]),
+        purpose: "demo: cohort study follow-up".into(),
+        expires_at_ms: net::driver::now_ms() + 86_400_000,
+    };
+    let grant_id = share::grant(c, via, &patient, grant).await?;
+    say(args.json, format!("  the patient granted the researcher this record (grant {})", &grant_id.to_hex()[..12]));
+    let read = share::read_record(c, via, &s.researcher, record.record_id, Some(grant_id), &store)
+        .await
+        .context("the researcher's read")?;
+    let plaintext_matches = engine::codec::sha256(&read.plaintext) == record.body_digest;
+    let resource: serde_json::Value = serde_json::from_slice(&read.plaintext).unwrap_or_default();
+    say(
+        args.json,
+        format!(
+            "  the researcher read it in {:.0} ms: a FHIR {} of {} bytes, digest {} (shares from {})",
+            read.total_ms,
+            resource["resourceType"].as_str().unwrap_or("?"),
+            read.plaintext_len,
+            if plaintext_matches { "matches the writer's" } else { "DIFFERS from the writer's" },
+            read.shares_from.join(", ")
+        ),
+    );
+    let revoked = share::revoke(c, via, &patient, grant_id).await?;
+    say(args.json, format!("  the patient revoked the grant (tx {})", &revoked.to_hex()[..12]));
+    let again = share::read_record(c, via, &s.researcher, record.record_id, Some(grant_id), &store).await;
+    let (refused_after_revoke, refusal) = match &again {
+        Err(e) if share::is_refusal(e) => (true, format!("{e:#}")),
+        Err(e) => (false, format!("failed for another reason: {e:#}")),
+        Ok(_) => (false, "the read succeeded after the revocation".into()),
+    };
+    say(
+        args.json,
+        format!(
+            "  the researcher's second read: {}",
+            if refused_after_revoke { "refused by the chain" } else { "NOT refused" }
+        ),
+    );
+    say(args.json, format!("    {refusal}"));
+    let trail = share::audit(via, &patient.public()).await?;
+    let audit = share::audit_lines(&trail);
+    let anchored = audit.iter().filter(|l| l.contains(" anchored ")).count();
+    say(args.json, format!("  the patient's audit trail ({} events; {anchored} records anchored, then):", audit.len()));
+    for line in audit.iter().filter(|l| !l.contains(" anchored ")) {
+        say(args.json, line);
+    }
+    Ok(SharingDemo {
+        record: record.record_id.to_hex(),
+        data_type: record.data_type.clone(),
+        patient: patient.public().to_hex(),
+        owner_read_ms: own.total_ms,
+        grant: grant_id.to_hex(),
+        reader: s.researcher.public().to_hex(),
+        read_ms: read.total_ms,
+        shares_from: read.shares_from,
+        plaintext_matches,
+        revoked: revoked.to_hex(),
+        refused_after_revoke,
+        refusal,
+        audit,
     })
 }
 
@@ -231,7 +378,8 @@ async fn prepare_search(c: &Consortium, dir: &Path, args: &DemoArgs) -> Result<S
             let b = index::synth::patient(opts.seed, i as u64, &opts);
             std::fs::write(folder.join(format!("patient-{i:06}.json")), serde_json::to_vec_pretty(&b.bundle)?)?;
         }
-        let (rep, records) = crate::cli::import::import(c, hospital, &folder, true).await?;
+        let store = crate::cli::share::blob_store(c, None)?;
+        let (rep, records) = crate::cli::import::import(c, hospital, &folder, &store, true).await?;
         say(
             args.json,
             format!("  {hospital} wrote {} records (P = {} labels each)", rep.records, rep.labels_per_record),
@@ -352,6 +500,21 @@ fn human(r: &DemoReport) -> String {
             if q.matches_plaintext { "identical" } else { "DIFFERENT" }
         );
     }
+    s += &format!(
+        "  key generation    consortium key {}… ({} of {} validators) in {} ms\n",
+        &r.key_generation.collective_key[..16],
+        r.key_generation.threshold,
+        r.key_generation.validators,
+        r.key_generation.ms
+    );
+    let sh = &r.sharing;
+    s += &format!(
+        "  sharing           owner read {:.0} ms; granted read {:.0} ms, plaintext {}; after revoke {}\n",
+        sh.owner_read_ms,
+        sh.read_ms,
+        if sh.plaintext_matches { "matches" } else { "DIFFERS" },
+        if sh.refused_after_revoke { "refused" } else { "NOT REFUSED" }
+    );
     for v in &r.verified {
         s += &format!("  ledger verify     {:<6} OK at height {} head {}\n", v.node, v.height, &v.head[..16]);
     }

@@ -6,17 +6,18 @@
 //! 2. the hospital's node derives its P labels (`POST /v1/index/labels`, signed by the doctor);
 //!    the terms go to no other node;
 //! 3. its body is sealed by `engine::envelope` (AES-256-SIV under a fresh data key, random nonce,
-//!    the record id as associated data) and stored in the writer's blob store (`net::blobs`, a
-//!    local folder); the chain gets the blob's digest, length and locator;
-//! 4. the doctor signs the `AnchorRecord` and the patient co-signs it (consent).
+//!    the record id as associated data) and stored in the consortium's blob store (`net::blobs`:
+//!    `CONSORTIUM/blobs/` by default, or `--blob-store`, e.g. S3); the chain gets the blob's
+//!    digest, length and locator;
+//! 4. the data key is encrypted to the validators' collective key (`engine::threshold`: hashed
+//!    ElGamal with a proof bound to the record and chain) and dropped: no one keeps it, and a
+//!    reader gets it back only through a committed `ReadRequest` and t validators' shares;
+//! 5. the doctor signs the `AnchorRecord` and the patient co-signs it (consent).
 //!
-//! Until data keys are encrypted to the validators' collective key (issue 5), the blob store is
-//! `CONSORTIUM/clients/HOSPITAL/blobs/` and each data key stays beside it in
-//! `CONSORTIUM/clients/HOSPITAL/keys/` (mode 0600), on the writer's disk only; the anchor's
-//! `encrypted_data_key` is empty.
+//! The import waits for the consortium key (`GET /v1/keys`) before it writes anything.
 
 use crate::client::Client;
-use crate::consortium::{random_key, read_key, write_key, write_private, Consortium};
+use crate::consortium::{random_key, read_key, write_key, Consortium};
 use crate::output::report;
 use anyhow::{bail, Context, Result};
 use engine::codec::Digest;
@@ -36,6 +37,8 @@ use std::time::Duration;
 
 /// Anchors submitted per request.
 const SUBMIT_BATCH: usize = 256;
+/// How long the import waits for the validators' key generation.
+const KEY_SET_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the import waits for its transactions to commit.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -44,6 +47,16 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum ClientCommand {
     /// Turn FHIR R4 bundles into labelled, consented records of a hospital (one per resource).
     Import(ImportArgs),
+    /// A patient grants a reader access to records, or to data types over a time range.
+    Grant(crate::cli::share::GrantArgs),
+    /// A patient revokes a grant.
+    Revoke(crate::cli::share::RevokeArgs),
+    /// Read a record: commit a ReadRequest, combine the validators' shares, fetch, check, decrypt.
+    Read(crate::cli::share::ReadArgs),
+    /// A patient's audit trail: every grant, revocation, key rotation and read of their records.
+    Audit(crate::cli::share::AuditArgs),
+    /// A patient replaces their key; records, grants and audit trail follow.
+    RotateKey(crate::cli::share::RotateArgs),
 }
 
 /// `medchain client import`.
@@ -58,6 +71,11 @@ pub struct ImportArgs {
     /// A bundle file, or a folder of `*.json` bundles (e.g. from `medchain synth`).
     #[arg(long)]
     pub fhir: PathBuf,
+    /// The blob store for sealed bodies: a folder, `file:///path`, or
+    /// `s3://bucket?endpoint=URL&region=NAME` (credentials from `AWS_*`). Default:
+    /// `CONSORTIUM/blobs`.
+    #[arg(long)]
+    pub blob_store: Option<String>,
     /// Print one JSON object (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -78,6 +96,10 @@ pub struct WrittenRecord {
     pub hospital: PublicKey,
     /// The epoch of its labels.
     pub epoch: u64,
+    /// The patient who owns it.
+    pub owner: PublicKey,
+    /// SHA-256 of its plaintext body (for the writer's own checks, e.g. the demo's read-back).
+    pub body_digest: Digest,
 }
 
 /// What `client import` reports.
@@ -97,7 +119,7 @@ pub struct ImportReport {
     pub epochs: Vec<u64>,
     /// Resources left out (types that are not indexed).
     pub skipped: usize,
-    /// The writer's blob folder.
+    /// The blob store the sealed bodies went to.
     pub blobs: String,
     /// The hospital.
     pub hospital: String,
@@ -105,10 +127,14 @@ pub struct ImportReport {
 
 /// Runs `medchain client …`.
 pub fn run(command: ClientCommand) -> Result<ExitCode> {
-    let ClientCommand::Import(args) = command;
+    let args = match command {
+        ClientCommand::Import(args) => args,
+        other => return crate::cli::share::run(other),
+    };
     let c = Consortium::load(&args.consortium)?;
+    let store = crate::cli::share::blob_store(&c, args.blob_store.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (rep, _) = rt.block_on(import(&c, &args.hospital, &args.fhir, args.json))?;
+    let (rep, _) = rt.block_on(import(&c, &args.hospital, &args.fhir, &store, args.json))?;
     report(args.json, &rep, || {
         format!(
             "{} records from {} bundles committed for {} ({} patients enrolled, {} labels each, epochs {:?}, {} resources skipped); bodies encrypted in {}",
@@ -164,6 +190,7 @@ pub async fn import(
     c: &Consortium,
     name: &str,
     fhir: &Path,
+    store: &BlobStore,
     quiet: bool,
 ) -> Result<(ImportReport, Vec<WrittenRecord>)> {
     let entry = c
@@ -175,11 +202,8 @@ pub async fn import(
     let chain = genesis.chain_id().clone();
     let client = Client::new(entry.http)?;
     client.wait_ready(Duration::from_secs(30)).await?;
+    let key_set = crate::cli::share::wait_key_set(&client, KEY_SET_TIMEOUT).await?;
     let home = c.dir.join("clients").join(name);
-    let blobs = home.join("blobs");
-    let store = BlobStore::local(&blobs)?;
-    let keys = home.join("keys");
-    std::fs::create_dir_all(&keys).with_context(|| format!("cannot create {}", keys.display()))?;
 
     // Read every bundle and extract every resource before anything is written, so that a
     // malformed bundle changes nothing.
@@ -276,7 +300,8 @@ pub async fn import(
         labels_per_record = index_labels.len();
         dropped += labels.dropped;
         epochs.insert(labels.epoch);
-        let (blob, locator) = seal_body(&store, &keys, &record_id, &p.resource).await?;
+        let body = serde_json::to_vec(&p.resource)?;
+        let (blob, locator, encrypted_data_key) = seal_body(store, &key_set, &chain, &record_id, &body).await?;
         let created_at_ms = p
             .extracted
             .clinical_date
@@ -292,7 +317,7 @@ pub async fn import(
             ciphertext_digest: blob.digest,
             ciphertext_len: blob.len,
             blob_locator: locator,
-            encrypted_data_key: Vec::new(),
+            encrypted_data_key,
             index_labels,
             epoch: labels.epoch,
         };
@@ -305,6 +330,8 @@ pub async fn import(
             created_at_ms,
             hospital: hospital.public(),
             epoch: labels.epoch,
+            owner: p.patient.public(),
+            body_digest: engine::codec::sha256(&body),
         });
         bar.inc(1);
     }
@@ -327,7 +354,7 @@ pub async fn import(
             terms_dropped: dropped,
             epochs: epochs.into_iter().collect(),
             skipped,
-            blobs: blobs.display().to_string(),
+            blobs: store.describe().to_string(),
             hospital: name.to_string(),
         },
         written,
@@ -360,17 +387,24 @@ async fn submit_all(client: &Client, txs: &[Transaction]) -> Result<Vec<TxId>> {
     Ok(txs.iter().map(Transaction::id).collect())
 }
 
-/// Seals the resource under a fresh data key (`engine::envelope`) into the blob store and keeps
-/// the data key in `keys/` (mode 0600); returns the blob's reference and locator.
-async fn seal_body(store: &BlobStore, keys: &Path, record_id: &Digest, resource: &Value) -> Result<(BlobRef, String)> {
-    let body = serde_json::to_vec(resource)?;
+/// Seals `body` under a fresh data key (`engine::envelope`) into the blob store and encrypts the
+/// data key to the consortium key; returns the blob's reference, its locator and the encrypted
+/// key. The data key itself is dropped (and wiped).
+pub async fn seal_body(
+    store: &BlobStore,
+    key_set: &engine::threshold::PublicKeySet,
+    chain: &ChainId,
+    record_id: &Digest,
+    body: &[u8],
+) -> Result<(BlobRef, String, Vec<u8>)> {
     let mut key = [0u8; DATA_KEY_LEN];
     let mut nonce = [0u8; NONCE_LEN];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let key = DataKey::from_bytes(key);
-    let blob = envelope::seal(&key, &nonce, record_id, &body)?;
+    let blob = envelope::seal(&key, &nonce, record_id, body)?;
+    let encrypted = engine::threshold::encrypt_key(key_set, chain, record_id, &key, &mut rand::rngs::OsRng)
+        .context("encrypting the data key to the consortium key")?;
     let locator = store.put(record_id, &blob).await?;
-    write_private(&keys.join(format!("{}.key", record_id.to_hex())), hex::encode(key.expose_bytes()).as_bytes())?;
-    Ok((BlobRef::of(&blob), locator))
+    Ok((BlobRef::of(&blob), locator, encrypted.to_bytes()))
 }

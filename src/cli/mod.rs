@@ -11,6 +11,7 @@ mod load;
 mod node;
 mod researcher;
 mod search;
+mod share;
 mod sim;
 mod synth;
 
