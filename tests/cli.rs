@@ -87,6 +87,18 @@ fn consortium_commits_survives_a_crash_and_detects_tampering() {
         assert_eq!(s["count"], s["expected"], "{s}");
     }
     assert!(searches[0]["count"].as_u64().unwrap() > 0, "the demo's first query should find records: {v}");
+    // The sharing session: the validators' key, a granted read whose plaintext is the writer's,
+    // a refused read after the revocation, and the audit trail.
+    assert_eq!(v["key_generation"]["threshold"], 3, "{v}");
+    let sh = &v["sharing"];
+    assert_eq!(sh["plaintext_matches"], true, "{sh}");
+    assert_eq!(sh["refused_after_revoke"], true, "{sh}");
+    assert!(sh["refusal"].as_str().unwrap().contains("revoked"), "{sh}");
+    assert_eq!(sh["shares_from"].as_array().unwrap().len(), 3, "{sh}");
+    let audit: Vec<&str> = sh["audit"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    for what in [" granted ", " read ", " revoked "] {
+        assert!(audit.iter().any(|l| l.contains(what)), "no {what:?} in the audit trail: {audit:?}");
+    }
 
     let data = dir.join("node0/data");
     let ok = medchain(&["ledger", "verify", "--data", data.to_str().unwrap(), "--json"]);

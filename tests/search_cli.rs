@@ -317,6 +317,72 @@ fn a_researcher_searches_encrypted_indexes_end_to_end() {
     }
     let _ = alice;
 
+    // Record sharing, command by command as the README shows it: the patient grants alice one
+    // record; alice reads it through the validators' shares; the patient revokes; alice's next
+    // read is refused; the patient rotates their key; the audit trail shows it all.
+    let patients_dir = dir.join("clients/node0/patients");
+    let patient_file = files_under(&patients_dir).into_iter().next().expect("a patient key");
+    let p = patient_file.to_str().unwrap();
+    let client = |args: &[&str]| {
+        let mut all = vec!["client", args[0], "--consortium", d];
+        all.extend_from_slice(&args[1..]);
+        all.push("--json");
+        medchain(&all)
+    };
+    let trail = json_ok(&client(&["audit", "--patient", p]), "client audit");
+    let records: Vec<String> = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"]["anchored"]["record"].as_str().map(str::to_owned))
+        .collect();
+    assert!(records.len() >= 2, "{trail}");
+    let (r0, r1) = (records[0].as_str(), records[1].as_str());
+    let grant = json_ok(
+        &client(&["grant", "--patient-key", p, "--grantee", k, "--records", r0, "--purpose", "follow-up"]),
+        "client grant",
+    );
+    let g = grant["grant"].as_str().unwrap().to_string();
+    let read = json_ok(&client(&["read", "--key", k, "--record", r0, "--grant", &g]), "client read");
+    let body: Value = serde_json::from_str(read["plaintext"].as_str().unwrap()).expect("the body is the FHIR resource");
+    let (_, anchor) = http(http_of(0), "GET", &format!("/v1/records/{r0}"), None).unwrap();
+    assert_eq!(body["resourceType"], anchor["data_type"], "{body}");
+    assert_eq!(read["shares_from"].as_array().unwrap().len(), 3, "t = 3 of 4: {read}");
+    assert!(read["bad_shares"].as_array().unwrap().is_empty(), "{read}");
+    // Outside the grant: another record of the same patient.
+    let outside = client(&["read", "--key", k, "--record", r1, "--grant", &g]);
+    assert!(!outside.status.success());
+    assert!(String::from_utf8_lossy(&outside.stderr).contains("does not cover"), "{outside:?}");
+    // The owner reads without a grant, to a file.
+    let out_file = dir.join("r0.json");
+    let own = json_ok(
+        &client(&["read", "--key", p, "--record", r0, "--out", out_file.to_str().unwrap()]),
+        "client read (owner)",
+    );
+    assert_eq!(own["plaintext_len"].as_u64().unwrap() as usize, std::fs::read(&out_file).unwrap().len());
+    json_ok(&client(&["revoke", "--patient-key", p, "--grant", &g]), "client revoke");
+    let refused = client(&["read", "--key", k, "--record", r0, "--grant", &g]);
+    assert!(!refused.status.success(), "a read after the revocation succeeded");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("revoked"), "{refused:?}");
+    // Key rotation: the old key is done, the new one owns the records.
+    let new_key = dir.join("patient-new.key");
+    let nk = new_key.to_str().unwrap();
+    json_ok(&client(&["rotate-key", "--patient-key", p, "--new-key-out", nk]), "client rotate-key");
+    let old = client(&["read", "--key", p, "--record", r0]);
+    assert!(String::from_utf8_lossy(&old.stderr).contains("rotated"), "{old:?}");
+    json_ok(&client(&["read", "--key", nk, "--record", r0]), "client read (new key)");
+    let trail = json_ok(&client(&["audit", "--patient", nk]), "client audit (new key)");
+    let kinds: Vec<String> = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_object().and_then(|o| o.keys().next().cloned()))
+        .filter(|k| k != "anchored")
+        .collect();
+    assert_eq!(kinds, ["granted", "read", "read", "revoked", "key_rotated", "read"], "{trail}");
+    let alice_key = read_seed(&key_file).public().to_hex();
+    assert_eq!(trail["events"].as_array().unwrap().iter().filter(|e| e["actor"] == alice_key.as_str()).count(), 1);
+
     // The auditor's index, rebuilt from its chain, holds every record.
     stop(nodes.0[4].as_mut().unwrap());
     nodes.0[4] = None;
@@ -344,6 +410,15 @@ fn a_researcher_searches_encrypted_indexes_end_to_end() {
     assert!(needles.len() > 20, "{needles:?}");
     // Every folder and file a node writes: its data folder (chain, index, counters, index key)
     // and its log. (node.toml and the certificates are written by `init` before any record.)
+    // The sealed bodies in the blob store hold no plaintext either.
+    let blobs = files_under(&dir.join("blobs"));
+    assert!(blobs.len() >= plain.len(), "{} blobs", blobs.len());
+    for file in blobs {
+        let bytes = std::fs::read(&file).unwrap();
+        for n in &needles {
+            assert!(!contains(&bytes, n.as_bytes()), "plaintext term {n:?} found in blob {}", file.display());
+        }
+    }
     for name in names {
         let mut files = files_under(&dir.join(name).join("data"));
         files.push(dir.join(name).join("node.log"));
