@@ -5,6 +5,9 @@
 //!
 //! `medchain bench index` end to end on a small corpus: the JSON report's shape, and the
 //! encrypted and plaintext indexes agreeing with the corpus on every query (no timing checked).
+//!
+//! `medchain bench ops` end to end with a few runs: seed 001's operation table as JSON, every
+//! operation at every default body size, figures positive and ordered.
 
 use std::process::Command;
 
@@ -300,4 +303,102 @@ fn bench_index_refuses_bad_flags_and_a_used_folder() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists and is not empty"));
     assert_eq!(std::fs::read_to_string(tmp.path().join("encrypted").join("keep.txt")).unwrap(), "mine");
+}
+
+/// `medchain bench ops --runs 5 --json`: one JSON object with the machine, the settings and one
+/// row per operation, each with mean ≤ max and p50 ≤ p99 at 64 KiB, 256 KiB and 1 MiB; a ledger
+/// and blob store kept in --dir. (Every run also checked that the reader opened the body the
+/// writer sealed, or the command would have failed.)
+#[test]
+fn bench_ops_reports_every_operation_at_every_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ops");
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "ops", "--runs", "5", "--warmup", "1", "--json", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("run medchain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "medchain bench ops failed ({:?}): {stderr}", out.status.code());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim().lines().count(), 1, "--json prints exactly one line: {stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+
+    assert_eq!(v["schema"], "medchain-bench-ops/1");
+    assert!(v["machine"]["cpu_cores"].as_u64().unwrap() >= 1);
+    assert!(!v["machine"]["host"].as_str().unwrap().is_empty());
+    let date = v["date"].as_str().unwrap();
+    assert!(date.len() == 20 && date.ends_with('Z'), "date {date}");
+    let s = &v["settings"];
+    assert_eq!((s["runs"].as_u64(), s["warmup"].as_u64()), (Some(5), Some(1)));
+    assert_eq!((s["validators"].as_u64(), s["threshold"].as_u64()), (Some(4), Some(3)));
+    let sizes: Vec<u64> = s["sizes"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    assert_eq!(sizes, [65536, 262144, 1048576]);
+    // The enrolment block, then three blocks (anchor, grant, read) per record.
+    assert_eq!(v["blocks"].as_u64(), Some(1 + 3 * 3 * 6));
+    assert!(dir.join("ledger.redb").is_file() && dir.join("blobs").is_dir(), "ledger and blobs kept in --dir");
+
+    let rows = v["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "encrypt",
+            "digest",
+            "blob-upload",
+            "grant-key",
+            "sign",
+            "verify",
+            "anchor-write",
+            "anchor-query",
+            "anchor-read-back",
+            "read-log-write",
+            "read-log-query",
+            "share",
+            "combine",
+            "blob-download",
+            "decrypt"
+        ]
+    );
+    let mut experiments: Vec<u64> = Vec::new();
+    for row in rows {
+        let op = row["op"].as_str().unwrap();
+        assert!(!row["measures"].as_str().unwrap().is_empty(), "{op}: says what it measures");
+        experiments.extend(row["seed_experiments"].as_array().unwrap().iter().map(|e| e.as_u64().unwrap()));
+        let per_size = row["sizes"].as_array().unwrap();
+        assert_eq!(per_size.len(), 3, "{op}: one entry per size");
+        for (st, size) in per_size.iter().zip(&sizes) {
+            assert_eq!(st["body_bytes"].as_u64(), Some(*size), "{op}");
+            assert_eq!(st["runs"].as_u64(), Some(5), "{op}");
+            let mean = positive(&st["mean_us"], "mean");
+            let p50 = positive(&st["p50_us"], "p50");
+            let p99 = positive(&st["p99_us"], "p99");
+            let max = positive(&st["max_us"], "max");
+            assert!(p50 <= p99 && p99 <= max && mean <= max, "{op} at {size}: p50 {p50} p99 {p99} max {max}");
+        }
+    }
+    experiments.sort_unstable();
+    experiments.dedup();
+    assert_eq!(experiments, (1..=15).collect::<Vec<u64>>(), "every experiment of seed 001's Table 1 is covered");
+}
+
+#[test]
+fn bench_ops_refuses_zero_runs_and_a_used_folder() {
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "ops", "--runs", "0"])
+        .output()
+        .expect("run medchain");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--runs must be at least 1"));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("keep.txt"), "mine").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "ops", "--runs", "1", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .expect("run medchain");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists and is not empty"));
+    assert_eq!(std::fs::read_to_string(tmp.path().join("keep.txt")).unwrap(), "mine");
 }

@@ -3,12 +3,14 @@
 //!
 //! [`gpu`] is the measurement behind `medchain bench gpu` and the `gpu` criterion bench;
 //! [`index`] the one behind `medchain bench index` (the encrypted keyword index against a
-//! plaintext baseline).
+//! plaintext baseline); [`ops`] the one behind `medchain bench ops` (seed 001's table of
+//! operations on a record, each through medchain's own code).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod gpu;
 pub mod index;
+pub mod ops;
 
 use engine::crypto::{PublicKey, Signature, SigningKey};
 use rayon::prelude::*;

@@ -1,8 +1,10 @@
 //! `medchain bench gpu`: the GPU against all CPU cores over batch sizes, in one run; tables,
-//! one JSON object, or an SVG plot. The measurement itself is `bench::gpu`.
+//! one JSON object, or an SVG plot. The measurement itself is `bench::gpu`; `bench index` and
+//! `bench ops` are `bench::index` and `bench::ops`.
 
 use ::bench::gpu::{self, Config, Event, Kernels, Op};
 use ::bench::index as index_bench;
+use ::bench::ops as ops_bench;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use shaders::{AdapterPolicy, GpuContext, GpuError};
@@ -19,6 +21,34 @@ pub enum BenchCommand {
     /// The encrypted keyword index: label derivation, index build, size and query latency,
     /// against a plaintext tantivy index of the same corpus.
     Index(IndexBenchArgs),
+    /// Seed 001's table of operations on a record (encrypt, digest, sign, anchor, grant keys,
+    /// re-encryption, read log, blobs) for 64 KiB, 256 KiB and 1 MiB bodies: mean, p50, p99.
+    Ops(OpsBenchArgs),
+}
+
+/// Arguments of `medchain bench ops`. Exit status: 0 when every run gave the right answers (the
+/// reader opened the body sealed), 2 for any error, a wrong answer included.
+#[derive(clap::Args, Debug)]
+pub struct OpsBenchArgs {
+    /// Timed runs per body size (after the warm-up runs).
+    #[arg(long, default_value_t = ops_bench::RUNS_DEFAULT)]
+    pub runs: usize,
+    /// Untimed runs per body size before the timed ones.
+    #[arg(long, default_value_t = ops_bench::WARMUP_DEFAULT)]
+    pub warmup: usize,
+    /// Body sizes in bytes, comma-separated (default: 64 KiB, 256 KiB, 1 MiB).
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Option<Vec<usize>>,
+    /// Where to write the ledger (redb) and the blob store; must not exist or be empty, and is
+    /// kept. Default: a temporary folder, removed at the end. Put it on the disk to measure.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Seed of the keys, bodies and record ids.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `medchain bench index`. Exit status: 0 when both indexes returned exactly the
@@ -180,7 +210,60 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Gpu(a) => run_gpu(a),
         BenchCommand::Index(a) => run_index(a),
+        BenchCommand::Ops(a) => run_ops(a),
     }
+}
+
+fn run_ops(a: OpsBenchArgs) -> Result<ExitCode> {
+    let cfg = ops_bench::Config {
+        sizes: a.sizes.clone().unwrap_or_else(|| ops_bench::SIZES.to_vec()),
+        runs: a.runs,
+        warmup: a.warmup,
+        seed: a.seed,
+    };
+    let temp;
+    let dir = match &a.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("medchain-bench-ops-")
+                .tempdir()
+                .context("creating a temporary folder")?;
+            temp.path().join("ops")
+        }
+    };
+    // The bar goes to stderr and only to a terminal, so `--json > file` still shows it.
+    let mut bar: Option<ProgressBar> = None;
+    let mut on_event = |ev: ops_bench::Event| match ev {
+        ops_bench::Event::Setup => {
+            let b = crate::cli::load::progress_bar(1, "key gen", false);
+            b.enable_steady_tick(Duration::from_millis(200));
+            bar = Some(b);
+        }
+        ops_bench::Event::Start { body_bytes, total } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            bar = Some(crate::cli::load::progress_bar(total, &ops_bench::size_label(body_bytes), false));
+        }
+        ops_bench::Event::Progress { done } => {
+            if let Some(b) = &bar {
+                b.set_position(done);
+            }
+        }
+        ops_bench::Event::Finish => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+        }
+    };
+    let result = ops_bench::run(&cfg, &dir, &mut on_event);
+    if let Some(b) = bar.take() {
+        b.finish_and_clear();
+    }
+    let report = result?;
+    crate::output::report(a.json, &report, || ops_bench::render_tables(&report));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_index(a: IndexBenchArgs) -> Result<ExitCode> {
