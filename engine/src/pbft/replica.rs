@@ -109,6 +109,9 @@ struct Slot {
     my_commit: Option<SignedMessage>,
     /// The prepared proof from the highest view this replica prepared the seq in.
     prepared: Option<(u64, PreparedProof)>,
+    /// When this replica first had a pre-prepare for the seq (accepted or waiting): the view
+    /// timer of an in-flight seq never starts before it.
+    since_ms: Option<u64>,
 }
 
 fn vote_of(m: &SignedMessage) -> Option<Vote> {
@@ -427,6 +430,7 @@ impl<S: Storage> Replica<S> {
                         return Err(ReplicaError::Corrupt(format!("slot {seq}: not a pre-prepare")));
                     }
                     slot.accepted = Some(Accepted::new(m));
+                    slot.since_ms.get_or_insert(self.now_ms);
                 }
                 keys::PREPARE => {
                     slot.my_prepare = Some(codec::decode(&v, MESSAGE_BYTES_MAX).map_err(|e| corrupt("prepare", e))?)
@@ -653,8 +657,15 @@ impl<S: Storage> Replica<S> {
     /// transactions while committing others below capacity is thus replaced too.
     fn waiting_since(&self) -> Option<u64> {
         let height = self.height();
-        let in_flight = self.slots.range(height + 1..).any(|(_, s)| s.accepted.is_some() || s.waiting.is_some());
-        let slots = in_flight.then_some(self.last_progress_ms);
+        // An in-flight seq is timed from the later of the last progress and the moment its
+        // pre-prepare arrived: after an idle spell, the first block must not find its timer
+        // already run out (which made a backup start a view change alone and fall behind).
+        let slots = self
+            .slots
+            .range(height + 1..)
+            .filter(|(_, s)| s.accepted.is_some() || s.waiting.is_some())
+            .map(|(_, s)| s.since_ms.unwrap_or(self.last_progress_ms).max(self.last_progress_ms))
+            .min();
         let oldest = self.pool.oldest().map(|p| p.arrived_ms);
         let pool = oldest.map(|t| t.max(self.pool_progress_ms));
         match (slots, pool) {
@@ -997,7 +1008,10 @@ impl<S: Storage> Replica<S> {
         if seq <= self.height() && self.committed_hash(seq) != Some(digest) {
             return Err(MessageError::ConflictsWithCommitted { height: seq }.into());
         }
-        self.slots.entry(seq).or_default().waiting = Some(m);
+        let now_ms = self.now_ms;
+        let slot = self.slots.entry(seq).or_default();
+        slot.waiting = Some(m);
+        slot.since_ms.get_or_insert(now_ms);
         self.link_waiting(seq, out)
     }
 
@@ -1039,8 +1053,10 @@ impl<S: Storage> Replica<S> {
         if broadcast {
             out.push(Action::Broadcast { message: acc.msg.clone() });
         }
+        let now_ms = self.now_ms;
         let slot = self.slots.entry(seq).or_default();
         slot.accepted = Some(acc);
+        slot.since_ms.get_or_insert(now_ms);
         slot.waiting = None;
         slot.prepares.retain(|_, m| vote_of(m).is_some_and(|v| v.digest == digest));
         slot.commits.retain(|_, m| vote_of(m).is_some_and(|v| v.digest == digest));

@@ -739,3 +739,29 @@ fn a_deep_but_moving_backlog_starts_no_view_change() {
     }
     assert_eq!(net.rep(1).status().pending_txs, 10_000);
 }
+
+/// After an idle spell longer than the view-change timeout, the first new proposal must not find
+/// its timer already run out: a backup that accepted it waits a full timeout for the votes
+/// (it used to time the slot from the last execution, start a view change on the next tick,
+/// drop the block's votes as stale and fall behind alone).
+#[test]
+fn a_proposal_after_an_idle_spell_gets_a_full_timeout() {
+    let mut net = Net::new(4);
+    net.tick(1);
+    net.submit(0, 1);
+    net.tick(1);
+    assert_eq!(net.heights(), vec![1, 1, 1, 1]);
+    net.tick(3 * TIMEOUT_MS);
+    assert!(!net.rep(1).status().view_changing);
+    let head = net.rep(1).status().head;
+    let b = block(&net.g, 2, 0, head, 0, vec![enroll(&net.g, &net.ca, 2)]);
+    let pp = pre_prepare(&net.g, 0, 2, b);
+    net.handle(1, Event::Message(pp));
+    // The other replicas' votes are still on their way: a tick now is not a timeout.
+    let now = net.now + 10;
+    net.handle(1, Event::Tick { now_ms: now });
+    assert!(!net.rep(1).status().view_changing, "a backup gave up on a proposal it received 10 ms ago");
+    // A full timeout later with no votes, it does start a view change.
+    net.handle(1, Event::Tick { now_ms: now + 2 * TIMEOUT_MS });
+    assert!(net.rep(1).status().view_changing);
+}
