@@ -24,6 +24,8 @@ pub enum BenchCommand {
     /// Seed 001's table of operations on a record (encrypt, digest, sign, anchor, grant keys,
     /// re-encryption, read log, blobs) for 64 KiB, 256 KiB and 1 MiB bodies: mean, p50, p99.
     Ops(OpsBenchArgs),
+    /// End-to-end read latency on 4 local validators: ReadRequest submitted → plaintext in hand.
+    Reads(crate::cli::bench_reads::ReadsArgs),
 }
 
 /// Arguments of `medchain bench ops`. Exit status: 0 when every run gave the right answers (the
@@ -211,6 +213,7 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Gpu(a) => run_gpu(a),
         BenchCommand::Index(a) => run_index(a),
         BenchCommand::Ops(a) => run_ops(a),
+        BenchCommand::Reads(a) => crate::cli::bench_reads::run(a),
     }
 }
 

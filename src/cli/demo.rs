@@ -545,7 +545,7 @@ async fn heads_agree(clients: &[Client], height: u64) -> Result<bool> {
 }
 
 /// Loopback addresses that were free a moment ago: (QUIC, HTTP) per node.
-fn free_addrs(n: usize) -> Result<Vec<(SocketAddr, SocketAddr)>> {
+pub(crate) fn free_addrs(n: usize) -> Result<Vec<(SocketAddr, SocketAddr)>> {
     let mut out = Vec::new();
     let mut keep = Vec::new();
     for _ in 0..n {
@@ -558,15 +558,15 @@ fn free_addrs(n: usize) -> Result<Vec<(SocketAddr, SocketAddr)>> {
 }
 
 /// Child node processes; killed when dropped so a failed demo leaves nothing running.
-struct Nodes {
+pub(crate) struct Nodes {
     /// Resolved once: if the binary is rebuilt while the demo runs, restarts use the same path.
-    exe: PathBuf,
-    consortium: Consortium,
-    children: Vec<Option<Child>>,
+    pub(crate) exe: PathBuf,
+    pub(crate) consortium: Consortium,
+    pub(crate) children: Vec<Option<Child>>,
 }
 
 impl Nodes {
-    fn start(&mut self, i: usize) -> Result<()> {
+    pub(crate) fn start(&mut self, i: usize) -> Result<()> {
         let n = &self.consortium.nodes[i];
         let nd = self.consortium.node_dir(&n.name);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(nd.join("node.log"))?;
@@ -591,7 +591,7 @@ impl Nodes {
         Ok(())
     }
 
-    fn stop_all(&mut self) -> Result<()> {
+    pub(crate) fn stop_all(&mut self) -> Result<()> {
         for slot in &mut self.children {
             if let Some(mut c) = slot.take() {
                 terminate(&c);

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 mod bench;
+mod bench_reads;
 mod demo;
 mod gpu;
 mod import;
