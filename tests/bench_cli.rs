@@ -8,6 +8,8 @@
 //!
 //! `medchain bench ops` end to end with a few runs: seed 001's operation table as JSON, every
 //! operation at every default body size, figures positive and ordered.
+//!
+//! `medchain bench reads` end to end with a few reads on 4 validator processes.
 
 use std::process::Command;
 
@@ -401,4 +403,36 @@ fn bench_ops_refuses_zero_runs_and_a_used_folder() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists and is not empty"));
     assert_eq!(std::fs::read_to_string(tmp.path().join("keep.txt")).unwrap(), "mine");
+}
+
+/// `medchain bench reads` end to end with a few reads on 4 validator processes: every read
+/// returned the writer's plaintext, and every phase has a positive figure (none is checked
+/// against a target: timings belong to the benchmark, not to the tests).
+#[test]
+fn bench_reads_times_real_reads_on_four_validators() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("reads");
+    let out = Command::new(env!("CARGO_BIN_EXE_medchain"))
+        .args(["bench", "reads", "--reads", "4", "--patients", "1", "--json", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("run medchain");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "medchain bench reads failed ({:?}): {stderr}", out.status.code());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    assert_eq!(v["validators"], 4);
+    assert_eq!(v["threshold"], 3);
+    assert_eq!(v["reads"], 4);
+    assert_eq!(v["all_plaintexts_match"], true, "{v}");
+    positive(&v["mean_body_bytes"], "mean_body_bytes");
+    for phase in ["total", "commit", "shares", "fetch_decrypt"] {
+        let p50 = positive(&v[phase]["p50_ms"], &format!("{phase}.p50_ms"));
+        assert!(positive(&v[phase]["p99_ms"], &format!("{phase}.p99_ms")) >= p50, "{v}");
+    }
+    let refused =
+        Command::new(env!("CARGO_BIN_EXE_medchain")).args(["bench", "reads", "--reads", "0"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--reads"), "{refused:?}");
 }
