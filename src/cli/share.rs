@@ -135,7 +135,7 @@ pub struct RotateArgs {
 /// The consortium's blob store: `spec`, or `CONSORTIUM/blobs`.
 pub fn blob_store(c: &Consortium, spec: Option<&str>) -> Result<BlobStore> {
     match spec {
-        Some(spec) => BlobStore::open(spec).with_context(|| format!("opening the blob store {spec:?}")),
+        Some(spec) => Ok(BlobStore::open(spec)?),
         None => Ok(BlobStore::local(&c.dir.join("blobs"))?),
     }
 }
