@@ -9,7 +9,8 @@
 //!   are consensus, which this table leaves to an end-to-end measurement);
 //! - the consortium key: `engine::dkg` run in process for n = 4, t = 3 once at the start, so the
 //!   data keys are encrypted to a real collective key and read back through real shares;
-//! - the blob store: [`BlobStore::local`] in the same folder.
+//! - the blob store: [`BlobStore::local`] in the same folder. Each blob is deleted once the
+//!   reader has it back (untimed), so a run needs room for one blob, not for every body.
 //!
 //! Each run takes one fresh random body through a record's whole life, timing each step apart
 //! ([`Op`] says exactly what each covers): seal, digest, upload, the data key encrypted to the
@@ -159,7 +160,7 @@ impl Op {
             Op::Combine => "engine::threshold::combine of t = 3 shares: the key's proof and each share's proof checked, Lagrange at 0, data key unmasked",
             Op::ReadLogWrite => "State::apply_block of a block holding the ReadRequest (grant checked, read logged) + RedbStorage::commit_block (durable, fsync)",
             Op::ReadLogQuery => "State::audit_trail(patient): the reads of this record picked out and copied (the trail holds a few dozen events)",
-            Op::BlobUpload => "net::blobs::BlobStore::put to a local folder (object_store; written once; no fsync)",
+            Op::BlobUpload => "net::blobs::BlobStore::put to a local folder (object_store; written once; file and folder fsynced)",
             Op::BlobDownload => "net::blobs::BlobStore::get: read from the local folder, SHA-256 and length checked against the anchor",
         }
     }
@@ -431,6 +432,7 @@ pub struct Bench {
     state: State,
     storage: RedbStorage,
     blobs: BlobStore,
+    blob_dir: PathBuf,
     runtime: tokio::runtime::Runtime,
     key_set: PublicKeySet,
     shares: Vec<KeyShare>,
@@ -518,7 +520,8 @@ impl Bench {
         let mut storage = RedbStorage::open(&dir.join("ledger.redb"))?;
         storage.put_genesis(&genesis)?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io(dir))?;
-        let blobs = BlobStore::local(&dir.join("blobs"))?;
+        let blob_dir = dir.join("blobs");
+        let blobs = BlobStore::local(&blob_dir)?;
         let mut bench = Bench {
             chain,
             hospital: validators[0].public(),
@@ -529,6 +532,7 @@ impl Bench {
             state: State::from_genesis(&genesis),
             storage,
             blobs,
+            blob_dir,
             runtime,
             key_set,
             shares,
@@ -791,6 +795,9 @@ impl Bench {
         let (plaintext, t) = timed(|| envelope::open(&recovered, &record, &anchored, &downloaded));
         let plaintext = plaintext?;
         times[Op::Decrypt.slot()] = t;
+        // The local store keeps an object at its locator under its folder (`net::blobs`).
+        let path = self.blob_dir.join(&locator);
+        std::fs::remove_file(&path).map_err(|source| OpsError::Io { path, source })?;
         Ok(Sample { times, plaintext })
     }
 }
@@ -981,6 +988,8 @@ mod tests {
         let body: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + 3) as u8).collect();
         let sample = bench.record(&body).unwrap();
         assert_eq!(sample.plaintext, body, "the reader opens exactly the body the writer sealed");
+        let files = |dir: &Path| walk(dir).into_iter().filter(|p| p.is_file()).count();
+        assert_eq!(files(&dir.path().join("blobs")), 0, "the blob was deleted once read back");
         assert_eq!(bench.height(), 4);
         for h in 1..=bench.height() {
             assert!(bench.certificate_checks(h).unwrap(), "block {h}'s certificate");
@@ -988,6 +997,18 @@ mod tests {
         // Another body, another record: still its own plaintext.
         let other = vec![0xabu8; 777];
         assert_eq!(bench.record(&other).unwrap().plaintext, other);
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            }
+            out.push(path);
+        }
+        out
     }
 
     #[test]
