@@ -450,13 +450,18 @@ impl BlobStore {
         &self.name
     }
 
-    /// The store in the local folder `dir`, created if absent.
+    /// The store in the local folder `dir`, created if absent. An upload is durable when it
+    /// returns: the file and its folder are fsynced before the rename that publishes it.
     pub fn local(dir: &Path) -> Result<Self, BlobError> {
         let folder = |source| BlobError::Folder { dir: dir.to_path_buf(), source };
         std::fs::create_dir_all(dir).map_err(folder)?;
         let dir = std::fs::canonicalize(dir).map_err(folder)?;
+        // fsync on: the anchor naming a blob is committed durably (redb, fsync), so the blob
+        // must be on disk before its upload returns, or a power cut could leave a committed
+        // anchor naming a blob that never reached the disk.
         let store = LocalFileSystem::new_with_prefix(&dir)
-            .map_err(|e| BlobError::Folder { dir: dir.clone(), source: std::io::Error::other(e) })?;
+            .map_err(|e| BlobError::Folder { dir: dir.clone(), source: std::io::Error::other(e) })?
+            .with_fsync(true);
         Ok(BlobStore { store: Arc::new(store), name: format!("file://{}", dir.display()) })
     }
 
