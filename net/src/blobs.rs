@@ -61,6 +61,15 @@ pub enum BlobError {
         /// The store.
         store: String,
     },
+    /// The store's bucket does not exist (S3 answered `NoSuchBucket`).
+    #[error(
+        "blob store {store}: the bucket does not exist; create it (e.g. `aws s3 mb s3://BUCKET`) or \
+         fix the blob store spec"
+    )]
+    NoBucket {
+        /// The store, as configured.
+        store: String,
+    },
     /// A locator that is not one this store issues.
     #[error("record {record}: locator {locator:?} is not a blob locator (expected {expected})")]
     BadLocator {
@@ -501,6 +510,7 @@ impl BlobStore {
                     Err(BlobError::Conflict { record: *record, locator })
                 }
             }
+            Err(source) if no_such_bucket(&source) => Err(BlobError::NoBucket { store: self.name.clone() }),
             Err(source) => Err(self.store_err("storing", &locator, source)),
         }
     }
@@ -526,6 +536,7 @@ impl BlobStore {
         let path = ObjectPath::from(locator);
         let result = match self.store.get(&path).await {
             Ok(r) => r,
+            Err(source) if no_such_bucket(&source) => return Err(BlobError::NoBucket { store: self.name.clone() }),
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(BlobError::NotFound {
                     record: *record,
@@ -545,4 +556,20 @@ impl BlobStore {
     fn store_err(&self, operation: &'static str, locator: &str, source: object_store::Error) -> BlobError {
         BlobError::Store { store: self.name.clone(), operation, locator: locator.to_owned(), source: Box::new(source) }
     }
+}
+
+/// Whether `e` is S3's `NoSuchBucket`: a 404 like a missing object, told apart by the error code
+/// in the response body, which object_store keeps in the error's source chain.
+fn no_such_bucket(e: &object_store::Error) -> bool {
+    if !matches!(e, object_store::Error::NotFound { .. }) {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.to_string().contains("<Code>NoSuchBucket</Code>") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }

@@ -319,7 +319,17 @@ async fn a_bucket_that_does_not_exist_is_an_error_naming_the_store() {
     let shown = e.to_string();
     eprintln!("{shown}");
     assert!(shown.contains("s3://medchain-no-such-bucket"), "{shown}");
+    assert!(shown.contains("the bucket does not exist"), "{shown}");
     assert!(!shown.contains(SECRET_KEY), "{shown}");
+    // Reading says the same, not that the writer has not uploaded the blob yet.
+    let anchored = BlobRef { digest: Digest([1; 32]), len: 1 };
+    let e = store.get(&record, &BlobStore::locator(&record), &anchored).await.unwrap_err();
+    assert!(matches!(e, BlobError::NoBucket { .. }), "{e}");
+    // A missing object in a bucket that exists is still `NotFound`.
+    moto.bucket("medchain-exists").await;
+    let store = BlobStore::open(&moto.spec("medchain-exists")).unwrap();
+    let e = store.get(&record, &BlobStore::locator(&record), &anchored).await.unwrap_err();
+    assert!(matches!(e, BlobError::NotFound { .. }), "{e}");
 }
 
 #[tokio::test]
