@@ -97,7 +97,7 @@ struct LedgerView {
 enum Step {
     Done,
     Wait,
-    Send(Payload),
+    Send(Box<Payload>),
 }
 
 impl KeyService {
@@ -194,7 +194,7 @@ impl KeyService {
         }
         if !view.dkg.round1.contains_key(&self.index) {
             let (_, package) = self.round1().map_err(|e| e.to_string())?;
-            return Ok(Step::Send(Payload::DkgRound1(DkgRound1 { package, transport: self.transport().public() })));
+            return Ok(Step::Send(Box::new(Payload::DkgRound1(DkgRound1 { package, transport: self.transport().public() }))));
         }
         if view.dkg.round1.len() < usize::from(self.n) {
             return Ok(Step::Wait);
@@ -212,7 +212,7 @@ impl KeyService {
                 .map_err(|e| format!("sealing the package for validator {to}: {e}"))?;
             packages.push(SealedPackage { to: *to, sealed });
         }
-        Ok(Step::Send(Payload::DkgRound2(DkgRound2 { packages })))
+        Ok(Step::Send(Box::new(Payload::DkgRound2(DkgRound2 { packages }))))
     }
 
     /// The sealed share on disk, if it opens and matches `set`.
@@ -317,7 +317,7 @@ pub(crate) async fn run_key_generation(node: Arc<NodeShared>, service: Arc<KeySe
                     sender: service.key.public(),
                     nonce: NONCE_OUTSIDE_SEQUENCE,
                     expiry_height: height + DKG_TX_VALID_BLOCKS,
-                    payload,
+                    payload: *payload,
                 }
                 .sign(node.genesis.chain_id(), &[&service.key]);
                 let id = tx.id();

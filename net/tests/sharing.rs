@@ -355,7 +355,7 @@ async fn read_body(
 }
 
 /// 1. Every validator finishes the key generation with the same key set, and keeps its share
-/// sealed in its data folder.
+///    sealed in its data folder.
 async fn key_generation_completes_with_one_key_set(cl: &Cluster) -> PublicKeySet {
     let mut sets = Vec::new();
     for i in 0..VALIDATORS {
