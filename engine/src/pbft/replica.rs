@@ -760,6 +760,9 @@ impl<S: Storage> Replica<S> {
             if let Some(vc) = &self.my_view_change {
                 out.push(Action::Broadcast { message: vc.clone() });
             }
+            // A replica changing views alone ignores the others' votes in their (lower) view,
+            // and an idle cluster reaches no checkpoint that would show it their blocks.
+            self.ask_a_peer_for_blocks(out);
             return;
         }
         let (view, me, primary) = (self.view, self.cfg.me, self.is_primary());
@@ -782,6 +785,12 @@ impl<S: Storage> Replica<S> {
         // if the primary ignores them, enough backups time out to change the view.
         self.forward_pool(true, out);
         // Votes may be lost for good once peers moved on: ask one peer for blocks.
+        self.ask_a_peer_for_blocks(out);
+    }
+
+    /// Asks the next peer in turn for the blocks above our head (a peer with none answers
+    /// nothing).
+    fn ask_a_peer_for_blocks(&mut self, out: &mut Vec<Action>) {
         if self.n > 1 {
             let h = self.height();
             let peer = self.next_peer();

@@ -765,3 +765,34 @@ fn a_proposal_after_an_idle_spell_gets_a_full_timeout() {
     net.handle(1, Event::Tick { now_ms: now + 2 * TIMEOUT_MS });
     assert!(net.rep(1).status().view_changing);
 }
+
+#[test]
+fn a_replica_changing_views_alone_still_fetches_the_blocks_it_missed() {
+    // Replica 3 is cut off with a transaction in its pool; its timer runs out and it asks for
+    // view 1 alone. The others, in view 0, commit a few blocks (fewer than a checkpoint interval,
+    // so no checkpoint will show them) and fall idle. Once the cut heals, replica 3 is still
+    // changing views (one VIEW-CHANGE is not enough to move the others), and nothing the others
+    // send shows it their blocks: it must ask for them itself, or it stays behind until the next
+    // checkpoint, which an idle cluster never reaches.
+    let mut net = Net::new(4);
+    net.tick(1);
+    net.cut.insert(3);
+    net.submit(3, 1);
+    for _ in 0..6 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    let s3 = net.rep(3).status();
+    assert!(s3.view_changing && s3.view >= 1, "replica 3 asks for a new view alone: {s3:?}");
+    net.submit(0, 1);
+    net.tick(1);
+    let h = net.rep(0).status().height;
+    assert_eq!(h, 1);
+    assert!(h < net.g.body.params.checkpoint_interval);
+    assert_eq!(net.rep(0).status().view, 0, "the others stay in view 0");
+    net.cut.clear();
+    for _ in 0..4 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    assert_eq!(net.heights(), vec![h; 4]);
+    assert_eq!(net.rep(3).status().head, net.rep(0).status().head);
+}
