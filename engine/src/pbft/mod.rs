@@ -95,7 +95,8 @@ pub enum Action {
         /// One receipt per transaction.
         receipts: Vec<Receipt>,
     },
-    /// A client transaction was refused before inclusion.
+    /// A transaction will not be included: refused on arrival from a client, or dropped from
+    /// the pool once a committed block made it stale (its nonce taken) or expired.
     Refused {
         /// The transaction.
         tx: TxId,

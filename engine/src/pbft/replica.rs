@@ -237,26 +237,29 @@ impl Pool {
         }
         batch
     }
-    /// Removes the transactions of `sender` whose nonce is at most `nonce`.
-    fn remove_superseded(&mut self, sender: PublicKey, nonce: u64) {
+    /// Removes the transactions of `sender` whose nonce is at most `nonce` (the sender's last
+    /// committed nonce), reporting each as refused.
+    fn remove_superseded(&mut self, sender: PublicKey, nonce: u64, refused: &mut Vec<(TxId, TxError)>) {
         let lo = (sender, 0, Digest::ZERO);
-        let gone: Vec<TxId> = self
+        let gone: Vec<(u64, TxId)> = self
             .by_sender
             .range(lo..)
             .take_while(|(s, n, _)| *s == sender && *n <= nonce)
-            .map(|(_, _, id)| *id)
+            .map(|(_, n, id)| (*n, *id))
             .collect();
-        for id in gone {
+        for (got, id) in gone {
             self.remove(&id);
+            refused.push((id, TxError::StaleNonce { sender, last: nonce, got }));
         }
     }
-    /// Removes the transactions that expire at or below `height`.
-    fn remove_expired(&mut self, height: u64) {
-        while let Some(&(expiry, id)) = self.by_expiry.first() {
-            if expiry > height {
+    /// Removes the transactions that expire at or below `height`, reporting each as refused.
+    fn remove_expired(&mut self, height: u64, refused: &mut Vec<(TxId, TxError)>) {
+        while let Some(&(expiry_height, id)) = self.by_expiry.first() {
+            if expiry_height > height {
                 return;
             }
             self.remove(&id);
+            refused.push((id, TxError::Expired { expiry_height, height: height + 1 }));
         }
     }
 }
@@ -1223,11 +1226,15 @@ impl<S: Storage> Replica<S> {
         if cb.block.txs.len() >= self.cfg.genesis.body.params.block_txs_max as usize {
             self.pool_progress_ms = self.now_ms;
         }
+        // The others leave as refused, so that whoever submitted them here (a client of this
+        // node, or a peer that forwarded them) learns they will never commit: a copy of a nonce
+        // another transaction took, or past its expiry.
         let senders: BTreeSet<PublicKey> = cb.block.txs.iter().map(|tx| tx.body.sender).collect();
+        let mut refused = Vec::new();
         for sender in senders {
-            self.pool.remove_superseded(sender, self.state.nonce(&sender));
+            self.pool.remove_superseded(sender, self.state.nonce(&sender), &mut refused);
         }
-        self.pool.remove_expired(height);
+        self.pool.remove_expired(height, &mut refused);
         self.executed_at_ms.insert(height, self.now_ms);
         self.last_progress_ms = self.now_ms;
         if !self.view_changing {
@@ -1236,6 +1243,7 @@ impl<S: Storage> Replica<S> {
         self.next_seq = self.next_seq.max(height + 1);
         let digest = cb.block.hash();
         out.push(Action::Committed { block: cb, receipts });
+        out.extend(refused.into_iter().map(|(tx, reason)| Action::Refused { tx, reason }));
         if height.is_multiple_of(self.interval) {
             let cp = self.sign(Message::Checkpoint(Checkpoint { seq: height, digest }));
             self.my_checkpoint = Some(cp.clone());

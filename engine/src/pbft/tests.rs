@@ -8,7 +8,8 @@ use crate::block::{Block, BlockHeader};
 use crate::crypto::{self, ChainId, PublicKey};
 use crate::genesis::{ChainParams, GenesisBody, NodeInfo};
 use crate::storage::{MemStorage, Storage};
-use crate::tx::{Enroll, Payload, Role, TxBody};
+use crate::state::TxError;
+use crate::tx::{Enroll, Payload, Role, TxBody, TxId};
 use std::collections::{BTreeSet, VecDeque};
 
 const T0: u64 = 1_700_000_000_000;
@@ -68,6 +69,7 @@ struct Net {
     lost_kinds: BTreeSet<&'static str>,
     now: u64,
     dropped: Vec<(usize, MessageError)>,
+    refused: Vec<(usize, TxId, TxError)>,
 }
 
 impl Net {
@@ -83,6 +85,7 @@ impl Net {
             lost_kinds: BTreeSet::new(),
             now: T0,
             dropped: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -101,6 +104,7 @@ impl Net {
                     }
                 }
                 Action::Dropped { reason, .. } => self.dropped.push((i, reason.clone())),
+                Action::Refused { tx, reason } => self.refused.push((i, *tx, reason.clone())),
                 Action::Halted { reason } => panic!("replica {i} halted: {reason}"),
                 _ => {}
             }
@@ -795,4 +799,41 @@ fn a_replica_changing_views_alone_still_fetches_the_blocks_it_missed() {
     }
     assert_eq!(net.heights(), vec![h; 4]);
     assert_eq!(net.rep(3).status().head, net.rep(0).status().head);
+}
+
+#[test]
+fn a_pooled_transaction_that_can_no_longer_commit_is_reported_refused() {
+    // Replica 1 holds two transactions its cut-off forwards never delivered: another CA
+    // transaction with nonce 1, and one with nonce 2 that expires at height 1. The others commit
+    // nonce 1 at height 1. When replica 1 gets that block, both leave its pool, and it must say
+    // so (whoever submitted them would otherwise see them pending forever).
+    let mut net = Net::new(4);
+    net.tick(1);
+    net.cut.insert(1);
+    let mut rival = enroll_body(&net.ca, 1);
+    rival.payload = Payload::Enroll(Enroll { key: PublicKey([9; 32]), role: Role::Researcher, name: "rival".into() });
+    let rival = rival.sign(net.g.chain_id(), &[&net.ca]);
+    let mut short = enroll_body(&net.ca, 2);
+    short.expiry_height = 1;
+    let short = short.sign(net.g.chain_id(), &[&net.ca]);
+    let (rival_id, short_id) = (rival.id(), short.id());
+    net.handle(1, Event::Transactions(vec![rival, short]));
+    assert!(net.refused.is_empty(), "both are admitted: {:?}", net.refused);
+    net.submit(0, 1);
+    net.tick(1);
+    assert_eq!(net.rep(0).status().height, 1);
+    net.cut.clear();
+    for _ in 0..4 {
+        net.tick(TIMEOUT_MS / 4);
+    }
+    assert_eq!(net.heights(), vec![1; 4]);
+    let mut at_1: Vec<(TxId, TxError)> =
+        net.refused.iter().filter(|(i, _, _)| *i == 1).map(|(_, id, e)| (*id, e.clone())).collect();
+    at_1.sort_by_key(|(id, _)| *id == short_id);
+    assert!(
+        matches!(&at_1[..], [(a, TxError::StaleNonce { last: 1, got: 1, .. }), (b, TxError::Expired { expiry_height: 1, height: 2 })]
+            if *a == rival_id && *b == short_id),
+        "{at_1:?}"
+    );
+    assert_eq!(net.rep(1).status().pending_txs, 0);
 }
