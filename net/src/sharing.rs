@@ -194,7 +194,10 @@ impl KeyService {
         }
         if !view.dkg.round1.contains_key(&self.index) {
             let (_, package) = self.round1().map_err(|e| e.to_string())?;
-            return Ok(Step::Send(Box::new(Payload::DkgRound1(DkgRound1 { package, transport: self.transport().public() }))));
+            return Ok(Step::Send(Box::new(Payload::DkgRound1(DkgRound1 {
+                package,
+                transport: self.transport().public(),
+            }))));
         }
         if view.dkg.round1.len() < usize::from(self.n) {
             return Ok(Step::Wait);
