@@ -6,7 +6,7 @@ use crate::block::Block;
 use crate::codec::Digest;
 use crate::crypto::{ChainId, PublicKey};
 use crate::genesis::Genesis;
-use crate::threshold::{PublicKeySet, ShareIndex};
+use crate::threshold::{EncryptedKey, PublicKeySet, ShareIndex};
 use crate::tx::{
     AnchorRecord, DkgRound1, DkgRound2, Enroll, Grant, GrantScope, Payload, ReadRequest, RecordId, Revoke, Role,
     RotateKey, SearchAuthorization, SearchLog, Transaction, TxId,
@@ -307,7 +307,9 @@ pub struct AuditEvent {
 ///   an enrolled hospital, which is recorded as `enrolled_by` (their hospital). A key is enrolled
 ///   once, and the CA key never. The CA may send nothing but `Enroll`.
 /// - `AnchorRecord`: the sender is the author (stateless) and a doctor; the owner is an enrolled
-///   patient; `hospital` is the hospital that enrolled the author; the record id is unused.
+///   patient; `hospital` is the hospital that enrolled the author; the record id is unused; the
+///   encrypted data key is empty or a `threshold::EncryptedKey` whose proof holds for this record
+///   and chain.
 /// - `Grant`: the sender is a patient and becomes the owner; the grantee is enrolled and is not
 ///   the sender; every record of a `Records` scope exists and is the sender's;
 ///   `expires_at_ms >` the block timestamp.
@@ -739,6 +741,19 @@ impl State {
         }
         if self.records.contains_key(&a.record_id) {
             return Err(TxError::Conflict(format!("record {} already exists", a.record_id)));
+        }
+        // The data key's proof binds its ciphertext to this record on this chain, so a key
+        // copied from another record (whose reader might then be served shares for it under this
+        // record's grants) never reaches the ledger. Empty: a record no one can read through
+        // the validators.
+        if !a.encrypted_data_key.is_empty() {
+            let malformed = |e: crate::threshold::ThresholdError| TxError::Malformed {
+                field: "payload.AnchorRecord.encrypted_data_key".into(),
+                reason: format!("{e}; encrypt the data key to the consortium key for this record"),
+            };
+            EncryptedKey::from_bytes(&a.encrypted_data_key)
+                .and_then(|key| key.verify(&self.chain_id, &a.record_id))
+                .map_err(malformed)?;
         }
         Ok(())
     }

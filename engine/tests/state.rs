@@ -131,7 +131,7 @@ fn anchor(id: u8, doctor: &SigningKey, patient: &SigningKey, hospital: &SigningK
         ciphertext_digest: Digest([0xcc; 32]),
         ciphertext_len: 1234,
         blob_locator: format!("blobs/{id}"),
-        encrypted_data_key: vec![1, 2, 3],
+        encrypted_data_key: vec![],
         index_labels: vec![[7; 16]; 4],
         epoch: 1,
     }
@@ -399,6 +399,44 @@ fn anchor_rules() {
     // A record id is used once.
     let a = anchor(2, &doctor, &patient, &h0, "Condition");
     assert!(matches!(rejected(c.one(&[&doctor, &patient], Payload::AnchorRecord(a))), TxError::Conflict(_)));
+}
+
+#[test]
+fn an_anchor_s_encrypted_key_must_prove_it_was_made_for_that_record() {
+    use rand::SeedableRng;
+    let (mut c, doctor, patient, _) = populated();
+    let h0 = c.hospitals[0].clone();
+    let chain = c.genesis.chain_id().clone();
+    // Any well-formed key set will do: the proof binds the ciphertext to record and chain.
+    let y = engine::threshold::DhSecret::from_wide(&[3; 64]).public();
+    let set = engine::threshold::PublicKeySet { threshold: 1, collective: y, shares: vec![y] };
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+    let data_key = engine::envelope::DataKey::from_bytes([5; engine::envelope::DATA_KEY_LEN]);
+    let encrypt = |record: u8, rng: &mut rand_chacha::ChaCha20Rng| {
+        engine::threshold::encrypt_key(&set, &chain, &Digest([record; 32]), &data_key, rng).unwrap().to_bytes()
+    };
+    let key_field = |e: TxError| matches!(&e, TxError::Malformed { field, .. } if field == "payload.AnchorRecord.encrypted_data_key");
+    // Bytes that are no encrypted key.
+    let mut a = anchor(1, &doctor, &patient, &h0, "Condition");
+    a.encrypted_data_key = vec![1, 2, 3];
+    assert!(key_field(rejected(c.one(&[&doctor, &patient], Payload::AnchorRecord(a)))));
+    // A key encrypted for record 9, copied into record 1's anchor.
+    let mut a = anchor(1, &doctor, &patient, &h0, "Condition");
+    a.encrypted_data_key = encrypt(9, &mut rng);
+    let e = rejected(c.one(&[&doctor, &patient], Payload::AnchorRecord(a)));
+    assert!(key_field(e.clone()) && e.to_string().contains("not made for this record"), "{e}");
+    // One tampered byte of a key made for record 1.
+    let mut a = anchor(1, &doctor, &patient, &h0, "Condition");
+    a.encrypted_data_key = encrypt(1, &mut rng);
+    a.encrypted_data_key[40] ^= 1;
+    assert!(key_field(rejected(c.one(&[&doctor, &patient], Payload::AnchorRecord(a)))));
+    // The key made for record 1; and an anchor with no key at all (not readable through the
+    // validators, but not malformed).
+    let mut a = anchor(1, &doctor, &patient, &h0, "Condition");
+    a.encrypted_data_key = encrypt(1, &mut rng);
+    assert_eq!(c.one(&[&doctor, &patient], Payload::AnchorRecord(a)), Outcome::Applied);
+    let a = anchor(2, &doctor, &patient, &h0, "Condition");
+    assert_eq!(c.one(&[&doctor, &patient], Payload::AnchorRecord(a)), Outcome::Applied);
 }
 
 #[test]
