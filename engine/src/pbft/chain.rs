@@ -26,9 +26,44 @@ pub fn open_chain<S: Storage>(genesis: &Genesis, storage: &mut S) -> Result<Stat
         if h.height != height || h.prev_hash != state.head() {
             return Err(ReplicaError::Corrupt(format!("stored block {height} does not extend block {}", height - 1)));
         }
-        state.apply_block(&cb.block);
+        let receipts = state.apply_block(&cb.block);
+        if let Some(stored) = storage.receipts(height)? {
+            check_replay(height, &stored, &receipts)?;
+        }
     }
     Ok(state)
+}
+
+/// The receipts of a replayed block must say what the stored ones say: which transactions
+/// applied, and of the others, which rule refused them (the wording of a reason may change
+/// between versions, the rule may not). Anything else means the ledger was written under other
+/// rules, and going on would serve a state no other node has.
+fn check_replay(height: u64, stored: &[Receipt], replayed: &[Receipt]) -> Result<(), ReplicaError> {
+    use crate::state::Outcome;
+    let kind = |o: &Outcome| match o {
+        Outcome::Applied => None,
+        Outcome::Rejected(e) => Some(std::mem::discriminant(e)),
+    };
+    let differs = stored.len() != replayed.len()
+        || stored.iter().zip(replayed).any(|(a, b)| a.tx != b.tx || kind(&a.outcome) != kind(&b.outcome));
+    if !differs {
+        return Ok(());
+    }
+    let show = |o: &Outcome| match o {
+        Outcome::Applied => "applied".to_string(),
+        Outcome::Rejected(e) => format!("rejected ({e})"),
+    };
+    let first = stored
+        .iter()
+        .zip(replayed)
+        .find(|(a, b)| a.tx != b.tx || kind(&a.outcome) != kind(&b.outcome))
+        .map(|(a, b)| format!("transaction {}: stored {}, replayed {}", a.tx, show(&a.outcome), show(&b.outcome)))
+        .unwrap_or_else(|| format!("{} receipts stored, {} replayed", stored.len(), replayed.len()));
+    Err(ReplicaError::Corrupt(format!(
+        "block {height}: replaying it gives other receipts than the stored ones ({first}); the ledger \
+         was written under other rules: run the medchain version that wrote it, or start from a fresh \
+         data folder"
+    )))
 }
 
 /// Applies a block that the caller has checked to extend `state`, then stores it durably with

@@ -4,11 +4,11 @@
 use super::message::{Message, PrePrepare, SignedMessage, StateRequest, Vote};
 use super::rules::{self, StableCheckpoint};
 use super::*;
-use crate::block::{Block, BlockHeader};
+use crate::block::{Block, BlockHeader, CommitCertificate};
 use crate::crypto::{self, ChainId, PublicKey};
 use crate::genesis::{ChainParams, GenesisBody, NodeInfo};
+use crate::state::{Outcome, State, TxError};
 use crate::storage::{MemStorage, Storage};
-use crate::state::TxError;
 use crate::tx::{Enroll, Payload, Role, TxBody, TxId};
 use std::collections::{BTreeSet, VecDeque};
 
@@ -836,4 +836,37 @@ fn a_pooled_transaction_that_can_no_longer_commit_is_reported_refused() {
         "{at_1:?}"
     );
     assert_eq!(net.rep(1).status().pending_txs, 0);
+}
+
+#[test]
+fn a_ledger_whose_replay_disagrees_with_its_receipts_is_refused_at_open() {
+    // A block stored with a receipt saying its transaction applied, which today's rules reject
+    // (a stale nonce: the same enrolment twice). Opening must refuse, naming the block and the
+    // transaction, rather than serve a state no other node has.
+    let (g, ca) = genesis(1, 0);
+    let mut storage = MemStorage::new();
+    storage.put_genesis(&g).unwrap();
+    let tx = enroll(&g, &ca, 1);
+    let b1 = block(&g, 1, 0, g.hash(), 0, vec![tx.clone()]);
+    let b2 = block(&g, 2, 0, b1.hash(), 0, vec![tx.clone()]);
+    let cert = |b: &Block| CommitCertificate { view: 0, height: b.header.height, block_hash: b.hash(), votes: vec![] };
+    let applied = vec![Receipt { tx: tx.id(), outcome: Outcome::Applied }];
+    for b in [&b1, &b2] {
+        storage.commit_block(&CommittedBlock { block: b.clone(), certificate: cert(b) }, &applied).unwrap();
+    }
+    let e = Replica::open(config(&g, 0), storage).err().expect("refused");
+    let shown = e.to_string();
+    assert!(matches!(e, ReplicaError::Corrupt(_)), "{shown}");
+    assert!(shown.contains("block 2") && shown.contains(&tx.id().to_string()), "{shown}");
+    assert!(shown.contains("stored applied, replayed rejected"), "{shown}");
+
+    // The same blocks stored with the receipts they replay to open fine.
+    let mut storage = MemStorage::new();
+    storage.put_genesis(&g).unwrap();
+    let mut state = State::from_genesis(&g);
+    for b in [&b1, &b2] {
+        let receipts = state.apply_block(b);
+        storage.commit_block(&CommittedBlock { block: b.clone(), certificate: cert(b) }, &receipts).unwrap();
+    }
+    assert_eq!(Replica::open(config(&g, 0), storage).unwrap().status().height, 2);
 }
