@@ -21,6 +21,7 @@ use engine::tx::RecordId;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 /// The largest blob the store takes: 256 MiB (a record body is a document, not a data set).
@@ -105,7 +106,7 @@ pub enum BlobError {
     /// A blob store spec that cannot be used (see [`BlobStoreConfig`]).
     #[error(
         "blob store {spec:?}: {problem}; a blob store is a folder path, file:///absolute/path, or \
-         s3://bucket[?endpoint=URL&region=NAME] with credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+         s3://bucket[/prefix][?endpoint=URL&region=NAME] with credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     )]
     Spec {
         /// The spec as given, credentials and unknown parameter values masked.
@@ -129,8 +130,11 @@ pub enum BlobError {
 /// The spec is one of:
 /// - a folder path (`blobs`, `/srv/medchain/blobs`) or a `file:///absolute/path` URL: a local
 ///   folder, created if absent;
-/// - `s3://BUCKET`, optionally with `?endpoint=URL&region=NAME` (values may be percent-encoded):
-///   a bucket of Amazon S3 or any S3-compatible server, objects at the bucket's root. What the
+/// - `s3://BUCKET[/PREFIX]`, optionally with `?endpoint=URL&region=NAME` (values may be
+///   percent-encoded): a bucket of Amazon S3 or any S3-compatible server, objects at the
+///   bucket's root or under `PREFIX/` (segments of letters, digits, `.`, `_` and `-`; one bucket
+///   can then hold several consortia's stores). Locators on chain are relative to the store, so
+///   a store can move to another bucket or prefix. What the
 ///   spec leaves out comes from the usual environment: `AWS_ENDPOINT_URL` (or
 ///   `AWS_ENDPOINT_URL_S3`), `AWS_REGION` (or `AWS_DEFAULT_REGION`; `us-east-1` if neither) and
 ///   the credentials, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`. The
@@ -149,6 +153,8 @@ pub enum BlobStoreConfig {
     S3 {
         /// The bucket.
         bucket: String,
+        /// The key prefix inside the bucket (no leading or trailing `/`), if any.
+        prefix: Option<String>,
         /// The endpoint given in the spec, overriding `AWS_ENDPOINT_URL`.
         endpoint: Option<String>,
         /// The region given in the spec, overriding `AWS_REGION`.
@@ -201,13 +207,8 @@ impl FromStr for BlobStoreConfig {
                     return Err(bad(CREDENTIALS_NOT_IN_SPEC.into()));
                 }
                 let (bucket, key_prefix) = authority.split_once('/').unwrap_or((authority, ""));
-                if !key_prefix.is_empty() {
-                    return Err(bad(format!(
-                        "a path inside the bucket ({key_prefix:?}) is not supported; the store keeps its objects \
-                         under records/ at the bucket's root, so give the bucket alone (s3://{bucket})"
-                    )));
-                }
                 check_bucket(bucket).map_err(bad)?;
+                let prefix = check_prefix(key_prefix).map_err(bad)?;
                 let (mut endpoint, mut region) = (None, None);
                 for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
                     let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -239,7 +240,7 @@ impl FromStr for BlobStoreConfig {
                         return Err(bad(format!("region {r:?} is not a region name (like us-east-1)")));
                     }
                 }
-                Ok(BlobStoreConfig::S3 { bucket: bucket.to_owned(), endpoint, region })
+                Ok(BlobStoreConfig::S3 { bucket: bucket.to_owned(), prefix, endpoint, region })
             }
             other => Err(bad(format!("unsupported scheme {other}://"))),
         }
@@ -251,8 +252,11 @@ impl fmt::Display for BlobStoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BlobStoreConfig::Local(dir) => write!(f, "{}", dir.display()),
-            BlobStoreConfig::S3 { bucket, endpoint, region } => {
+            BlobStoreConfig::S3 { bucket, prefix, endpoint, region } => {
                 write!(f, "s3://{bucket}")?;
+                if let Some(prefix) = prefix {
+                    write!(f, "/{prefix}")?;
+                }
                 let mut sep = '?';
                 for (key, value) in [("endpoint", endpoint), ("region", region)] {
                     if let Some(value) = value {
@@ -273,7 +277,7 @@ impl BlobStoreConfig {
     pub fn open(&self) -> Result<BlobStore, BlobError> {
         match self {
             BlobStoreConfig::Local(dir) => BlobStore::local(dir),
-            BlobStoreConfig::S3 { bucket, endpoint, region } => {
+            BlobStoreConfig::S3 { bucket, prefix, endpoint, region } => {
                 // reqwest's rustls is built without a bundled crypto provider (so that aws-lc-rs
                 // stays out of the build); ring is the one the rest of medchain uses. Already
                 // installed (by us or by the program) is fine.
@@ -291,9 +295,13 @@ impl BlobStoreConfig {
                     .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
                     .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
                 let region = builder.get_config_value(&AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
+                let path = match prefix {
+                    Some(prefix) => format!("{bucket}/{prefix}"),
+                    None => bucket.clone(),
+                };
                 let name = match &endpoint {
-                    Some(e) => format!("s3://{bucket}?endpoint={}&region={region}", mask_endpoint(e)),
-                    None => format!("s3://{bucket}?region={region}"),
+                    Some(e) => format!("s3://{path}?endpoint={}&region={region}", mask_endpoint(e)),
+                    None => format!("s3://{path}?region={region}"),
                 };
                 if let Some(e) = &endpoint {
                     check_endpoint(e).map_err(|problem| BlobError::Spec {
@@ -306,7 +314,11 @@ impl BlobStoreConfig {
                 }
                 let store =
                     builder.build().map_err(|e| BlobError::S3Setup { store: name.clone(), source: Box::new(e) })?;
-                Ok(BlobStore { store: Arc::new(store), name })
+                let store: Arc<dyn ObjectStore> = match prefix {
+                    Some(prefix) => Arc::new(PrefixStore::new(store, prefix.as_str())),
+                    None => Arc::new(store),
+                };
+                Ok(BlobStore { store, name })
             }
         }
     }
@@ -347,6 +359,28 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
              starting and ending with a letter or digit)"
         ))
     }
+}
+
+/// A key prefix inside a bucket: `/`-separated segments of `A-Z a-z 0-9 . _ -`, none empty, `.`
+/// or `..`; one trailing `/` is allowed and dropped. `Ok(None)` for no prefix.
+fn check_prefix(prefix: &str) -> Result<Option<String>, String> {
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    if prefix.is_empty() {
+        return Ok(None);
+    }
+    let segment_ok = |seg: &str| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    if prefix.len() > 512 || !prefix.split('/').all(segment_ok) {
+        return Err(format!(
+            "the path inside the bucket {prefix:?} is not a key prefix (segments of letters, digits, \
+             '.', '_' and '-', separated by single '/', none '.' or '..')"
+        ));
+    }
+    Ok(Some(prefix.to_owned()))
 }
 
 /// An endpoint is `http://` or `https://`, a host, optionally a port and path; no credentials.
@@ -447,7 +481,7 @@ impl fmt::Display for BlobStore {
 
 impl BlobStore {
     /// Opens the store that `spec` names (see [`BlobStoreConfig`] for the format): a folder path
-    /// or `file:///path`, or `s3://bucket[?endpoint=URL&region=NAME]` with the rest from the
+    /// or `file:///path`, or `s3://bucket[/prefix][?endpoint=URL&region=NAME]` with the rest from the
     /// `AWS_*` environment.
     pub fn open(spec: &str) -> Result<Self, BlobError> {
         spec.parse::<BlobStoreConfig>()?.open()

@@ -309,6 +309,35 @@ async fn storing_in_s3_is_idempotent_and_never_replaces_a_blob() {
     assert_eq!(raw_get(raw.as_ref(), &locator).await, blob, "and is what the bucket holds");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_under_two_prefixes_share_a_bucket_without_seeing_each_other() {
+    aws_env();
+    let moto = Moto::start().await;
+    moto.bucket("medchain-shared").await;
+    let a = BlobStore::open(&format!("s3://medchain-shared/consortium-a?endpoint={}&region={REGION}", moto.url("")))
+        .unwrap();
+    let b = BlobStore::open(&format!("s3://medchain-shared/consortium-b/?endpoint={}&region={REGION}", moto.url("")))
+        .unwrap();
+    assert!(a.name().starts_with("s3://medchain-shared/consortium-a?"), "{}", a.name());
+    let raw = moto.raw("medchain-shared");
+    let mut rng = rng();
+    // The same record id in both stores, with different bodies: no conflict.
+    let record = Digest([4; 32]);
+    let (key, nonce) = fresh_key(&mut rng);
+    let blob_a = envelope::seal(&key, &nonce, &record, b"consortium a's body").unwrap();
+    let blob_b = envelope::seal(&key, &nonce, &record, b"consortium b's body").unwrap();
+    let locator = a.put(&record, &blob_a).await.unwrap();
+    assert_eq!(b.put(&record, &blob_b).await.unwrap(), locator, "locators are relative to the store");
+    assert_eq!(a.get(&record, &locator, &BlobRef::of(&blob_a)).await.unwrap(), blob_a);
+    assert_eq!(b.get(&record, &locator, &BlobRef::of(&blob_b)).await.unwrap(), blob_b);
+    // In the bucket, each sits under its prefix, and nothing at the root.
+    assert_eq!(raw_get(raw.as_ref(), &format!("consortium-a/{locator}")).await, blob_a);
+    assert_eq!(raw_get(raw.as_ref(), &format!("consortium-b/{locator}")).await, blob_b);
+    let root = BlobStore::open(&moto.spec("medchain-shared")).unwrap();
+    let e = root.get(&record, &locator, &BlobRef::of(&blob_a)).await.unwrap_err();
+    assert!(matches!(e, BlobError::NotFound { .. }), "{e}");
+}
+
 #[tokio::test]
 async fn a_bucket_that_does_not_exist_is_an_error_naming_the_store() {
     aws_env();
@@ -363,22 +392,38 @@ fn specs_parse_to_a_folder_or_a_bucket() {
     assert_eq!(parse("/srv/medchain/blobs"), BlobStoreConfig::Local("/srv/medchain/blobs".into()));
     assert_eq!(parse("file:///srv/medchain/blobs"), BlobStoreConfig::Local("/srv/medchain/blobs".into()));
     assert_eq!(parse("file://localhost/srv/my%20blobs"), BlobStoreConfig::Local("/srv/my blobs".into()));
-    assert_eq!(parse("s3://medchain"), BlobStoreConfig::S3 { bucket: "medchain".into(), endpoint: None, region: None });
+    assert_eq!(
+        parse("s3://medchain"),
+        BlobStoreConfig::S3 { bucket: "medchain".into(), prefix: None, endpoint: None, region: None }
+    );
     assert_eq!(
         parse("S3://medchain/"),
-        BlobStoreConfig::S3 { bucket: "medchain".into(), endpoint: None, region: None }
+        BlobStoreConfig::S3 { bucket: "medchain".into(), prefix: None, endpoint: None, region: None }
     );
     let full = parse("s3://medchain.blobs?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu-west-3");
     assert_eq!(
         full,
         BlobStoreConfig::S3 {
             bucket: "medchain.blobs".into(),
+            prefix: None,
             endpoint: Some("http://127.0.0.1:9000".into()),
             region: Some("eu-west-3".into()),
         }
     );
     assert_eq!(full.to_string(), "s3://medchain.blobs?endpoint=http://127.0.0.1:9000&region=eu-west-3");
     assert_eq!(parse(&full.to_string()), full, "Display gives a spec that parses back");
+    let prefixed = parse("s3://medchain/consortium-a/blobs/?region=eu-west-3");
+    assert_eq!(
+        prefixed,
+        BlobStoreConfig::S3 {
+            bucket: "medchain".into(),
+            prefix: Some("consortium-a/blobs".into()),
+            endpoint: None,
+            region: Some("eu-west-3".into()),
+        }
+    );
+    assert_eq!(prefixed.to_string(), "s3://medchain/consortium-a/blobs?region=eu-west-3");
+    assert_eq!(parse(&prefixed.to_string()), prefixed);
 }
 
 #[test]
@@ -392,7 +437,9 @@ fn bad_specs_say_what_is_wrong_and_never_echo_a_credential() {
         ("s3://", "no bucket"),
         ("s3://Bad_Bucket", "not an S3 bucket name"),
         ("s3://ab", "not an S3 bucket name"),
-        ("s3://bucket/some/prefix", "path inside the bucket"),
+        ("s3://bucket/some//prefix", "not a key prefix"),
+        ("s3://bucket/../other", "not a key prefix"),
+        ("s3://bucket/a b", "not a key prefix"),
         ("s3://bucket?endpoint=127.0.0.1:9000", "not an http:// or https:// URL"),
         ("s3://bucket?endpoint=http://", "names no host"),
         ("s3://bucket?region=us-east-1&region=eu-west-1", "given twice"),
@@ -408,7 +455,7 @@ fn bad_specs_say_what_is_wrong_and_never_echo_a_credential() {
         let shown = e.to_string();
         assert!(matches!(e, BlobError::Spec { .. }), "{spec}: {shown}");
         assert!(shown.contains(says), "{spec:?} should say {says:?}: {shown}");
-        assert!(shown.contains("s3://bucket[?endpoint=URL&region=NAME]"), "says what a spec is: {shown}");
+        assert!(shown.contains("s3://bucket[/prefix][?endpoint=URL&region=NAME]"), "says what a spec is: {shown}");
         assert!(!shown.contains("wJalr") && !shown.contains("AKIDEXAMPLE"), "a credential is shown: {shown}");
         // BlobStore::open refuses it the same way.
         assert!(matches!(BlobStore::open(spec), Err(BlobError::Spec { .. })), "{spec}");

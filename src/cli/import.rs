@@ -72,7 +72,7 @@ pub struct ImportArgs {
     #[arg(long)]
     pub fhir: PathBuf,
     /// The blob store for sealed bodies: a folder, `file:///path`, or
-    /// `s3://bucket?endpoint=URL&region=NAME` (credentials from `AWS_*`). Default:
+    /// `s3://bucket[/prefix]?endpoint=URL&region=NAME` (credentials from `AWS_*`). Default:
     /// `CONSORTIUM/blobs`.
     #[arg(long)]
     pub blob_store: Option<String>,
