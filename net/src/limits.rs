@@ -50,6 +50,9 @@ pub const REFUSED_TXS_REMEMBERED_MAX: usize = 100_000;
 pub const PENDING_TXS_TRACKED_MAX: usize = 200_000;
 /// Most blocks sent in one state-transfer response.
 pub const STATE_RESPONSE_BLOCKS_MAX: u64 = 32;
+/// Decryption shares a validator keeps, by read, to answer a repeated request without making the
+/// share again (about 200 bytes each).
+pub const READ_SHARES_CACHED_MAX: usize = 16_384;
 
 const _: () = assert!(HTTP_BODY_BYTES_MAX <= MESSAGE_BYTES_MAX);
 // One message of the largest size always fits, so a reader never waits forever.

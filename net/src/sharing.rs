@@ -32,14 +32,14 @@ use engine::codec::{self, Digest};
 use engine::crypto::{ChainId, PublicKey, SigningKey};
 use engine::dkg::{self, Round2Secret, TransportSecret};
 use engine::state::DkgLedger;
-use engine::threshold::{self, EncryptedKey, KeyShare, PublicKeySet, ShareContext, ShareIndex};
+use engine::threshold::{self, EncryptedKey, KeyShare, PublicKeySet, ReencryptedShare, ShareContext, ShareIndex};
 use engine::tx::{DkgRound1, DkgRound2, Payload, SealedPackage, TxBody, TxId, NONCE_OUTSIDE_SEQUENCE};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;
 use sha2::{Digest as _, Sha512};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,6 +78,33 @@ pub struct KeyService {
     path: PathBuf,
     share: RwLock<Option<KeyShare>>,
     status: RwLock<KeyStatus>,
+    /// Shares made for committed reads, so that a repeated request (a retrying client, or
+    /// anyone replaying the request id) costs a lookup, not a scalar multiplication and a proof.
+    made: Mutex<ShareCache>,
+}
+
+/// The shares made, by read, the oldest dropped first beyond `limits::READ_SHARES_CACHED_MAX`.
+#[derive(Default)]
+struct ShareCache {
+    by_read: HashMap<TxId, ReencryptedShare>,
+    order: VecDeque<TxId>,
+}
+
+impl ShareCache {
+    fn get(&self, read: &TxId) -> Option<ReencryptedShare> {
+        self.by_read.get(read).cloned()
+    }
+
+    fn insert(&mut self, read: TxId, share: ReencryptedShare) {
+        if self.by_read.insert(read, share).is_none() {
+            self.order.push_back(read);
+        }
+        while self.order.len() > crate::limits::READ_SHARES_CACHED_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.by_read.remove(&old);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for KeyService {
@@ -121,6 +148,7 @@ impl KeyService {
             path: data_dir.join(SHARE_FILE),
             share: RwLock::new(None),
             status: RwLock::new(KeyStatus::Round1),
+            made: Mutex::new(ShareCache::default()),
         })
     }
 
@@ -393,7 +421,8 @@ pub(crate) async fn read_share(
             None,
         ));
     }
-    let share = node.keys.as_ref().and_then(|k| k.share()).ok_or_else(|| {
+    let keys = node.keys.clone();
+    let share = keys.as_ref().and_then(|k| k.share()).ok_or_else(|| {
         let status = node.keys.as_ref().map(|k| k.status());
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -422,6 +451,11 @@ pub(crate) async fn read_share(
             Some("id"),
         ));
     };
+    // Only a read committed on this chain is ever served, from the cache or not; a committed
+    // read stays committed, so its share stays the right answer.
+    if let Some(made) = keys.as_ref().and_then(|k| k.made.lock().get(&id)) {
+        return Ok(share_response(&node, &made));
+    }
     let key = EncryptedKey::from_bytes(&record.anchor.encrypted_data_key).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -454,8 +488,15 @@ pub(crate) async fn read_share(
             None,
         )
     })?;
+    if let Some(k) = &keys {
+        k.made.lock().insert(id, share.clone());
+    }
+    Ok(share_response(&node, &share))
+}
+
+fn share_response(node: &NodeShared, share: &ReencryptedShare) -> Response {
     node.metrics.read_shares.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(Json(json!({ "index": share.index, "share": hex::encode(codec::encode(&share)) })).into_response())
+    Json(json!({ "index": share.index, "share": hex::encode(codec::encode(share)) })).into_response()
 }
 
 fn parse_key(text: &str) -> Result<PublicKey, ApiError> {

@@ -531,6 +531,8 @@ async fn record_sharing_refusals_and_availability_on_four_validators() {
 
     // 4. f + 1 = 2 validators withhold: the two that answer are not enough; one alone gives nothing.
     let two = cl.shares(&[0, 2], &read1.id()).await;
+    // A validator asked again serves the share it made, not a new one.
+    assert_eq!((&two[0], &two[1]), (&shares[0], &shares[2]), "a repeated request gets the same share");
     assert_eq!(
         combine_for(&cl, &set, &record.id, &read1, &two).await.unwrap_err(),
         ThresholdError::NotEnoughShares { valid: 2, needed: THRESHOLD, bad: vec![] }
