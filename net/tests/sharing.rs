@@ -619,10 +619,9 @@ async fn record_sharing_refusals_and_availability_on_four_validators() {
     assert_eq!(cl.shares(&[1], &read1.id()).await.len(), 1);
 
     // 6d. Expiry: a grant that ends shortly; once a block's time is past it, reads are refused.
-    // The chain is kept busy until then with blocks of enrolments rather than left idle: after
-    // an idle spell longer than the view-change timeout (1.5 s here), the next block can send a
-    // backup into a view change of its own, and it stays a block behind while the cluster idles
-    // (a PBFT timer issue reported separately); every phase here needs all validators' shares.
+    // A block's time moves only when a block commits, so the chain is kept busy with blocks of
+    // enrolments until one is stamped past the expiry; the test waits on committed blocks, not
+    // on the clock.
     let expires = now_ms() + 1_500;
     let grant2 = grant(&mut cl, &p, &record.id, expires);
     cl.commit(&grant2).await;
