@@ -59,7 +59,7 @@ pub enum DkgError {
         reason: String,
     },
     /// A participant's proof of knowledge or secret share does not check.
-    #[error("validator {culprit}: its round-{round} package fails verification ({reason}); exclude it and restart")]
+    #[error("validator {culprit}: its round-{round} package fails verification ({reason})")]
     Culprit {
         /// The participant at fault.
         culprit: ShareIndex,
@@ -249,8 +249,12 @@ pub fn consortium_threshold(n: u16) -> u16 {
     n - (n.saturating_sub(1)) / 3
 }
 
-/// Checks a round-1 package on its own: it decodes and commits to a polynomial of degree
-/// `threshold − 1`. (Its proof of knowledge is checked by every other validator's [`round2`].)
+/// Checks a round-1 package on its own: it decodes, commits to a polynomial of degree
+/// `threshold − 1`, and carries a valid proof of knowledge of its constant term for participant
+/// `from`. The ledger runs it on every `DkgRound1`, so what it holds cannot break an honest
+/// validator's [`round2`] (which checks the proofs again): a package with a bad proof, or one
+/// copied from another validator (the proof binds the index), is refused when it is submitted,
+/// naming its sender, and the key set the ledger records has no rogue-key contribution.
 pub fn check_round1(from: ShareIndex, threshold: u16, bytes: &[u8]) -> Result<(), DkgError> {
     let package = dkg::round1::Package::deserialize(bytes).map_err(|e| DkgError::Malformed {
         from,
@@ -269,14 +273,19 @@ pub fn check_round1(from: ShareIndex, threshold: u16, bytes: &[u8]) -> Result<()
             reason: format!("{coefficients} commitments, the threshold is {threshold}"),
         });
     }
-    Ok(())
+    frost_core::keys::dkg::verify_proof_of_knowledge(
+        identifier(from)?,
+        package.commitment(),
+        package.proof_of_knowledge(),
+    )
+    .map_err(|e| DkgError::Culprit { culprit: from, round: 1, reason: e.to_string() })
 }
 
 /// The public key set that every validator's [`finish`] will return, computed from the round-1
 /// packages of all `n` participants alone (the sum of their commitments). The ledger records it
 /// when the last round-1 package commits, so a client can encrypt to the collective key without
-/// trusting any one validator. It does not check the proofs of knowledge; a validator's
-/// [`round2`] does, and the ledger activates the set only when every validator has sent its
+/// trusting any one validator. Each package's proof of knowledge was checked when the ledger took
+/// it ([`check_round1`]); the ledger activates the set only when every validator has sent its
 /// round-2 packages.
 pub fn public_key_set(
     n: u16,
@@ -542,6 +551,27 @@ mod tests {
             other => panic!("validator 1 should blame validator 3: {other:?}"),
         }
         assert!(results[1].is_ok() && results[2].is_ok() && results[3].is_ok(), "the others finish");
+    }
+
+    #[test]
+    fn a_round1_package_is_checked_alone_proof_included() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let (_, p2) = round1(2, 4, 3, &mut rng).unwrap();
+        assert_eq!(check_round1(2, 3, &p2), Ok(()));
+        // The same package under another index: its proof of knowledge binds index 2, so a
+        // validator that copies another's package (a rogue-key attempt) is named.
+        let e = check_round1(1, 3, &p2).unwrap_err();
+        assert!(matches!(e, DkgError::Culprit { culprit: 1, round: 1, .. }), "{e}");
+        assert!(e.to_string().starts_with("validator 1: its round-1 package fails verification"), "{e}");
+        // A proof whose response is altered (the package's last 32 bytes, little-endian: the
+        // lowest bit flipped keeps it canonical) fails too.
+        let mut bad = p2.clone();
+        let last = bad.len() - 32;
+        bad[last] ^= 0x01;
+        assert!(matches!(check_round1(2, 3, &bad), Err(DkgError::Culprit { culprit: 2, round: 1, .. })));
+        // The wrong degree, and bytes that are no package.
+        assert!(matches!(check_round1(2, 2, &p2), Err(DkgError::Malformed { from: 2, round: 1, .. })));
+        assert!(matches!(check_round1(2, 3, &p2[..10]), Err(DkgError::Malformed { from: 2, round: 1, .. })));
     }
 
     #[test]

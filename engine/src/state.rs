@@ -325,7 +325,8 @@ pub struct AuditEvent {
 ///   given by `hospital`, and has not expired at the block timestamp.
 /// - `DkgRound1`: the sender is a genesis validator (share index = its position + 1) that has
 ///   not sent one, there are at least two validators, and the package decodes with
-///   `threshold = dkg::consortium_threshold(n)` commitments. The last one fixes the key set
+///   `threshold = dkg::consortium_threshold(n)` commitments and a proof of knowledge that holds
+///   for the sender's index (`dkg::check_round1`). The last one fixes the key set
 ///   (`dkg::public_key_set`).
 /// - `DkgRound2`: every round-1 package is in; the sender is a validator that has not sent one;
 ///   it holds exactly one package for each other validator. When all `n` are in, the key set is

@@ -983,6 +983,17 @@ fn key_generation_on_chain_yields_the_set_every_validator_finishes_with() {
     assert!(
         matches!(rejected(dkg_tx(&mut c, &hospitals[1], Payload::DkgRound1(bad))), TxError::Malformed { field, .. } if field == "payload.DkgRound1.package")
     );
+    // Validator 2 copying validator 1's package (a rogue-key attempt) is refused: the proof of
+    // knowledge binds the index, and the ledger checks it, naming the sender.
+    let copied = DkgRound1 { package: round1[&1].clone(), transport: transports[1].public() };
+    match rejected(dkg_tx(&mut c, &hospitals[1], Payload::DkgRound1(copied))) {
+        TxError::Malformed { field, reason } => {
+            assert_eq!(field, "payload.DkgRound1.package");
+            assert!(reason.starts_with("validator 2: its round-1 package fails verification"), "{reason}");
+        }
+        other => panic!("a copied round-1 package must be refused as malformed: {other:?}"),
+    }
+    assert_eq!(c.state.dkg().round1.len(), 1, "nothing refused reaches the ledger");
     for i in 2..=n {
         assert_eq!(dkg_tx(&mut c, &hospitals[usize::from(i) - 1], Payload::DkgRound1(r1(i))), Outcome::Applied);
     }

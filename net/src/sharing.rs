@@ -362,7 +362,12 @@ pub(crate) async fn run_key_generation(node: Arc<NodeShared>, service: Arc<KeySe
                 last_sent = Some((kind, Instant::now()));
             }
             Err(reason) => {
-                error!(index = service.index, %reason, "key generation failed for this validator");
+                error!(
+                    index = service.index,
+                    %reason,
+                    "key generation failed for this validator; the key set cannot be completed with its share, and \
+                     the consortium must start again from a new genesis without the validator the reason names"
+                );
                 *service.status.write() = KeyStatus::Failed(reason);
                 return;
             }
