@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use aes_siv::siv::Aes256Siv;
 use aes_siv::KeyInit;
-use curve25519_dalek::ristretto::CompressedRistretto;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use frost_ristretto255 as frost;
 use frost_ristretto255::keys::dkg;
 use rand_core::{CryptoRng, RngCore};
@@ -412,18 +412,176 @@ pub fn open_package(
     if sealed.len() < 32 + 16 {
         return Err(SealError::Malformed { what });
     }
-    let (e, body) = sealed.split_at(32);
+    let (e, _) = sealed.split_at(32);
     let e: [u8; 32] = e.try_into().map_err(|_| SealError::Malformed { what })?;
     let point = CompressedRistretto(e).decompress().ok_or(SealError::Malformed { what })?;
     let shared = secret.dh(&point).compress().to_bytes();
+    open_with(chain, from, to, &secret.public(), &shared, sealed)
+}
+
+/// Opens a sealed round-2 package with its Diffie–Hellman point (the recipient's, or one revealed
+/// in a complaint).
+fn open_with(
+    chain: &ChainId,
+    from: ShareIndex,
+    to: ShareIndex,
+    recipient: &[u8; 32],
+    shared: &[u8; 32],
+    sealed: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let what = "a sealed round-2 package";
+    if sealed.len() < 32 + 16 {
+        return Err(SealError::Malformed { what });
+    }
+    let (e, body) = sealed.split_at(32);
     let mut key = siv_key(
         TAG_TRANSPORT,
-        &[chain.as_str().as_bytes(), &from.to_be_bytes(), &to.to_be_bytes(), &e, &secret.public(), &shared],
+        &[chain.as_str().as_bytes(), &from.to_be_bytes(), &to.to_be_bytes(), e, recipient, shared],
     );
     let mut cipher = Aes256Siv::new(key.as_slice().into());
     key.zeroize();
     let ad = [chain.as_str().as_bytes(), &from.to_be_bytes()[..], &to.to_be_bytes()[..]];
     cipher.decrypt(ad, body).map_err(|_| SealError::Authentication { what })
+}
+
+const TAG_COMPLAINT: &[u8] = b"medchain/dkg/v1/complaint";
+
+fn complaint_challenge(
+    chain: &ChainId,
+    against: ShareIndex,
+    by: ShareIndex,
+    points: [&RistrettoPoint; 5],
+) -> curve25519_dalek::scalar::Scalar {
+    let mut h = Sha512::new();
+    let compressed: Vec<[u8; 32]> = points.iter().map(|p| p.compress().to_bytes()).collect();
+    let (against, by) = (against.to_be_bytes(), by.to_be_bytes());
+    let parts: Vec<&[u8]> = [TAG_COMPLAINT, chain.as_str().as_bytes(), &against, &by]
+        .into_iter()
+        .chain(compressed.iter().map(|c| &c[..]))
+        .collect();
+    for part in parts {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    curve25519_dalek::scalar::Scalar::from_bytes_mod_order_wide(&h.finalize().into())
+}
+
+/// Validator `by` accuses validator `against` of the round-2 package `sealed` it sent it: reveals
+/// the point that opens it, `x·E` (its transport secret `x`, the package's ephemeral key `E`),
+/// with a proof of equal discrete logs (`X = x·G`, `S = x·E`). The point opens only that
+/// package; the dealer it accuses is excluded from nothing else by it.
+pub fn complain(
+    chain: &ChainId,
+    against: ShareIndex,
+    by: ShareIndex,
+    secret: &TransportSecret,
+    sealed: &[u8],
+    rng: &mut (impl RngCore + CryptoRng),
+) -> Result<crate::tx::DkgComplaint, SealError> {
+    let what = "a sealed round-2 package";
+    let e: [u8; 32] = sealed.get(..32).and_then(|e| e.try_into().ok()).ok_or(SealError::Malformed { what })?;
+    let e = CompressedRistretto(e).decompress().ok_or(SealError::Malformed { what })?;
+    let x =
+        CompressedRistretto(secret.public()).decompress().ok_or(SealError::Malformed { what: "a transport key" })?;
+    let (shared, c, s) =
+        secret.prove_dh(&e, |shared, a1, a2| complaint_challenge(chain, against, by, [&x, &e, shared, a1, a2]), rng);
+    Ok(crate::tx::DkgComplaint { against, shared: shared.compress().to_bytes(), c: c.to_bytes(), s: s.to_bytes() })
+}
+
+/// Validator `me`'s complaint against the first dealer whose round-2 package to it is wrong (does
+/// not open, does not decode, or fails the dealer's commitments), made and checked exactly as the
+/// ledger will check it; `None` when every package addressed to `me` is sound. `rng_for` gives
+/// the proof's randomness for a dealer (a fresh stream per dealer: one nonce must never serve two
+/// proofs).
+pub fn find_complaint<R: RngCore + CryptoRng>(
+    chain: &ChainId,
+    me: ShareIndex,
+    secret: &TransportSecret,
+    round1: &BTreeMap<ShareIndex, crate::tx::DkgRound1>,
+    round2: &BTreeMap<ShareIndex, crate::tx::DkgRound2>,
+    mut rng_for: impl FnMut(ShareIndex) -> R,
+) -> Option<crate::tx::DkgComplaint> {
+    let transport = secret.public();
+    round2.iter().filter(|(from, _)| **from != me).find_map(|(from, dealt)| {
+        let sealed = dealt.packages.iter().find(|p| p.to == me).map(|p| p.sealed.as_slice()).unwrap_or_default();
+        let complaint = complain(chain, *from, me, secret, sealed, &mut rng_for(*from)).ok()?;
+        let dealer = round1.get(from)?;
+        check_complaint(chain, me, &transport, sealed, &dealer.package, &complaint).ok().map(|_| complaint)
+    })
+}
+
+/// Why a complaint is not upheld.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComplaintError {
+    /// The revealed point or its proof does not check: nothing is shown.
+    #[error("the revealed point's proof does not check against validator {by}'s transport key")]
+    BadProof {
+        /// The complainer.
+        by: ShareIndex,
+    },
+    /// The package opens and its share matches the dealer's commitments: the complaint is false.
+    #[error("validator {against}'s round-2 package for validator {by} opens and checks against its round-1 commitments; the complaint is false")]
+    PackageChecks {
+        /// The dealer.
+        against: ShareIndex,
+        /// The complainer.
+        by: ShareIndex,
+    },
+}
+
+/// Checks a complaint by validator `by` (transport key `transport`) against the round-2 package
+/// `sealed` that validator `against` sent it, given `against`'s round-1 package. `Ok(why)` when
+/// the dealer is at fault (the package does not open with the proven point, does not decode, or
+/// its share fails the dealer's commitments); an error when the complaint shows nothing.
+pub fn check_complaint(
+    chain: &ChainId,
+    by: ShareIndex,
+    transport: &[u8; 32],
+    sealed: &[u8],
+    dealer_round1: &[u8],
+    complaint: &crate::tx::DkgComplaint,
+) -> Result<String, ComplaintError> {
+    use curve25519_dalek::scalar::Scalar;
+    let against = complaint.against;
+    let bad = ComplaintError::BadProof { by };
+    let point = |b: &[u8; 32]| CompressedRistretto(*b).decompress();
+    let scalar = |b: &[u8; 32]| Option::<Scalar>::from(Scalar::from_canonical_bytes(*b));
+    let e: Option<[u8; 32]> = sealed.get(..32).and_then(|e| e.try_into().ok());
+    let (Some(x), Some(e), Some(shared), Some(c), Some(s)) = (
+        point(transport),
+        e.as_ref().and_then(point),
+        point(&complaint.shared),
+        scalar(&complaint.c),
+        scalar(&complaint.s),
+    ) else {
+        // A package whose ephemeral key is no point opens for no one: the dealer's fault, if the
+        // rest of the complaint is well formed.
+        if e.as_ref().and_then(point).is_none() && point(&complaint.shared).is_some() {
+            return Ok("its sealed package carries no valid ephemeral key".into());
+        }
+        return Err(bad);
+    };
+    let a1 = &s * curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE - c * x;
+    let a2 = s * e - c * shared;
+    if complaint_challenge(chain, against, by, [&x, &e, &shared, &a1, &a2]) != c {
+        return Err(bad);
+    }
+    let Ok(bytes) = open_with(chain, against, by, transport, &complaint.shared, sealed) else {
+        return Ok("its sealed package does not open for its recipient".into());
+    };
+    let Ok(package) = dkg::round2::Package::deserialize(&bytes) else {
+        return Ok("its round-2 package does not decode".into());
+    };
+    // The dealer's round-1 package is on the ledger, so it decodes (`check_round1`).
+    let Ok(round1) = dkg::round1::Package::deserialize(dealer_round1) else {
+        return Ok("its round-1 package does not decode".into());
+    };
+    let Ok(id) = identifier(by) else { return Err(bad) };
+    let share = frost::keys::SecretShare::new(id, *package.signing_share(), round1.commitment().clone());
+    match share.verify() {
+        Ok(_) => Err(ComplaintError::PackageChecks { against, by }),
+        Err(e) => Ok(format!("the share it sent validator {by} fails its round-1 commitments ({e})")),
+    }
 }
 
 /// Seals a validator's key share for its disk under `at_rest` (64 bytes the node derives from a

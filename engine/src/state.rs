@@ -8,8 +8,8 @@ use crate::crypto::{ChainId, PublicKey};
 use crate::genesis::Genesis;
 use crate::threshold::{EncryptedKey, PublicKeySet, ShareIndex};
 use crate::tx::{
-    AnchorRecord, DkgRound1, DkgRound2, Enroll, Grant, GrantScope, Payload, ReadRequest, RecordId, Revoke, Role,
-    RotateKey, SearchAuthorization, SearchLog, Transaction, TxId,
+    AnchorRecord, DkgComplaint, DkgRound1, DkgRound2, Enroll, Grant, GrantScope, Payload, ReadRequest, RecordId,
+    Revoke, Role, RotateKey, SearchAuthorization, SearchLog, Transaction, TxId,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -225,6 +225,22 @@ pub struct DkgLedger {
     pub round2: BTreeMap<ShareIndex, DkgRound2>,
     /// The public key set, computed from every round-1 package when the last one committed.
     pub key_set: Option<PublicKeySet>,
+    /// Dealers proven, by an upheld `DkgComplaint`, to have sent a wrong round-2 package: by
+    /// index, the complainer, the block height and why. The key generation cannot complete for
+    /// the complainer; the consortium needs a new genesis without the culprit.
+    #[serde(default)]
+    pub culprits: BTreeMap<ShareIndex, ProvenCulprit>,
+}
+
+/// A dealer proven at fault in the key generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenCulprit {
+    /// The validator whose complaint proved it.
+    pub by: ShareIndex,
+    /// The height of the complaint's block.
+    pub height: u64,
+    /// What the complaint showed.
+    pub reason: String,
 }
 
 impl DkgLedger {
@@ -331,6 +347,11 @@ pub struct AuditEvent {
 /// - `DkgRound2`: every round-1 package is in; the sender is a validator that has not sent one;
 ///   it holds exactly one package for each other validator. When all `n` are in, the key set is
 ///   active ([`State::key_set`]).
+/// - `DkgComplaint`: the sender is a genesis validator; `against` is another one, not already a
+///   proven culprit, that has sent its round-2 packages; the complaint proves that the package
+///   `against` sealed for the sender is wrong (`dkg::check_complaint`: the revealed point's proof
+///   holds for the sender's transport key, and the package then fails to open, to decode, or to
+///   match `against`'s commitments). `against` is recorded in `DkgLedger::culprits`.
 /// - `RotateKey`: the sender is a patient; the new key is not enrolled (nor the CA). The new key
 ///   takes over the patient's records, grants and audit trail; the old key may send nothing more
 ///   and is refused as a new record's owner.
@@ -632,6 +653,7 @@ impl State {
             Payload::DkgRound1(r) => self.check_dkg_round1(sender, r),
             Payload::DkgRound2(r) => self.check_dkg_round2(sender, r),
             Payload::RotateKey(r) => self.check_rotate(sender, r),
+            Payload::DkgComplaint(c) => self.check_dkg_complaint(sender, c).map(|_| ()),
         }
     }
 
@@ -689,6 +711,33 @@ impl State {
             });
         }
         Ok(())
+    }
+
+    /// A complaint is upheld only if it proves the dealer wrong ([`crate::dkg::check_complaint`]);
+    /// returns what it showed.
+    fn check_dkg_complaint(&self, sender: Sender, c: &DkgComplaint) -> Result<String, TxError> {
+        let by = self.dkg_participant(sender)?;
+        let field = "payload.DkgComplaint.against";
+        if c.against == by || usize::from(c.against) > self.validators.len() {
+            return Err(TxError::Malformed {
+                field: field.into(),
+                reason: format!("{} is not another validator's share index", c.against),
+            });
+        }
+        if self.dkg.culprits.contains_key(&c.against) {
+            return Err(TxError::Conflict(format!("validator {} is already a proven culprit", c.against)));
+        }
+        let (Some(mine), Some(theirs), Some(dealt)) =
+            (self.dkg.round1.get(&by), self.dkg.round1.get(&c.against), self.dkg.round2.get(&c.against))
+        else {
+            return Err(TxError::Conflict(format!(
+                "validator {} has sent no round-2 package to complain of",
+                c.against
+            )));
+        };
+        let sealed = dealt.packages.iter().find(|p| p.to == by).map(|p| p.sealed.as_slice()).unwrap_or_default();
+        crate::dkg::check_complaint(&self.chain_id, by, &mine.transport, sealed, &theirs.package, c)
+            .map_err(|e| TxError::Conflict(format!("the complaint against validator {} is not upheld: {e}", c.against)))
     }
 
     fn check_rotate(&self, sender: Sender, r: &RotateKey) -> Result<(), TxError> {
@@ -942,6 +991,13 @@ impl State {
             Payload::DkgRound2(r) => {
                 if let Some(index) = self.share_index(&sender) {
                     self.dkg.round2.insert(index, r.clone());
+                }
+            }
+            Payload::DkgComplaint(c) => {
+                // The check passed before apply; it is run again for what the complaint showed.
+                let checked = self.check_dkg_complaint(Sender { key: sender, role: None }, c);
+                if let (Some(by), Ok(reason)) = (self.share_index(&sender), checked) {
+                    self.dkg.culprits.insert(c.against, ProvenCulprit { by, height: at.height, reason });
                 }
             }
             Payload::RotateKey(r) => {

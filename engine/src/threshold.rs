@@ -196,6 +196,22 @@ impl DhSecret {
     }
 
     /// The Diffie–Hellman product of this secret and `point`.
+    /// A proof that `self·base` is the point returned with it (Chaum–Pedersen, under a challenge
+    /// the caller derives from the two commitments): `(x·base, c, s)` with `s = k + c·x`.
+    pub(crate) fn prove_dh(
+        &self,
+        base: &RistrettoPoint,
+        challenge: impl FnOnce(&RistrettoPoint, &RistrettoPoint, &RistrettoPoint) -> Scalar,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> (RistrettoPoint, Scalar, Scalar) {
+        let shared = self.0 * base;
+        let mut k = random_scalar(rng);
+        let c = challenge(&shared, &(&k * RISTRETTO_BASEPOINT_TABLE), &(k * base));
+        let s = k + c * self.0;
+        k.zeroize();
+        (shared, c, s)
+    }
+
     pub(crate) fn dh(&self, point: &RistrettoPoint) -> RistrettoPoint {
         self.0 * point
     }

@@ -11,7 +11,7 @@ use crate::crypto::{signing_bytes, ChainId, Domain, PublicKey, Signature, Signin
 use crate::limits::TX_BYTES_MAX;
 use serde::{Deserialize, Serialize};
 
-/// The nonce of key-generation transactions (`DkgRound1`, `DkgRound2`), which stand outside
+/// The nonce of key-generation transactions (`DkgRound1`, `DkgRound2`, `DkgComplaint`), which stand outside
 /// their sender's nonce sequence: a validator sends each round once, and that rule, not a nonce,
 /// stops a replay. So a validator's key generation never races its hospital's own transactions.
 /// No other transaction may use it.
@@ -155,6 +155,23 @@ pub struct DkgRound2 {
     pub packages: Vec<SealedPackage>,
 }
 
+/// A validator shows that the round-2 package another validator sealed for it is wrong: it
+/// reveals the Diffie–Hellman point that opens that one package, with a proof that the point is
+/// its transport secret times the package's ephemeral key (`engine::dkg::complain`). Anyone can
+/// then open the package and check it against the dealer's round-1 commitments; the ledger takes
+/// the complaint only if the package fails, and records the dealer as a proven culprit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkgComplaint {
+    /// The dealer's share index.
+    pub against: u16,
+    /// The revealed point `x·E` (ristretto255, compressed).
+    pub shared: [u8; 32],
+    /// The proof's challenge.
+    pub c: [u8; 32],
+    /// The proof's response.
+    pub s: [u8; 32],
+}
+
 /// A patient replaces their key (seed 004: a lost or exposed device). Signed by the old key (the
 /// sender) and the new one (proof of possession). Records, grants and the audit trail follow the
 /// patient to the new key; the old key can send nothing more.
@@ -211,13 +228,15 @@ pub enum Payload {
     DkgRound2(DkgRound2),
     /// See [`RotateKey`].
     RotateKey(RotateKey),
+    /// See [`DkgComplaint`].
+    DkgComplaint(DkgComplaint),
 }
 
 impl Payload {
     /// Whether this payload stands outside its sender's nonce sequence
     /// ([`NONCE_OUTSIDE_SEQUENCE`]).
     pub fn outside_nonce_sequence(&self) -> bool {
-        matches!(self, Payload::DkgRound1(_) | Payload::DkgRound2(_))
+        matches!(self, Payload::DkgRound1(_) | Payload::DkgRound2(_) | Payload::DkgComplaint(_))
     }
 
     /// A short name for logs, metrics and errors.
@@ -233,6 +252,7 @@ impl Payload {
             Payload::DkgRound1(_) => "DkgRound1",
             Payload::DkgRound2(_) => "DkgRound2",
             Payload::RotateKey(_) => "RotateKey",
+            Payload::DkgComplaint(_) => "DkgComplaint",
         }
     }
 }

@@ -70,6 +70,18 @@ pub fn check_stateless(tx: &Transaction) -> Result<(), TxError> {
         Payload::SearchAuthorization(s) => check_search_authorization(s),
         Payload::DkgRound1(r) => check_dkg_round1(r),
         Payload::DkgRound2(r) => check_dkg_round2(r),
+        Payload::DkgComplaint(c) => {
+            if c.against == 0 {
+                return Err(malformed("payload.DkgComplaint.against", "share indices start at 1"));
+            }
+            if !is_public_key(&c.shared) {
+                return Err(malformed(
+                    "payload.DkgComplaint.shared",
+                    "must be a ristretto255 point (not the identity)",
+                ));
+            }
+            Ok(())
+        }
         Payload::RotateKey(r) => {
             if r.new_key == tx.body.sender {
                 return Err(malformed("payload.RotateKey.new_key", "the new key must differ from the current one"));

@@ -1065,6 +1065,109 @@ fn key_generation_on_chain_yields_the_set_every_validator_finishes_with() {
     assert!(matches!(rejected(dkg_tx(&mut c, &hospitals[3], Payload::DkgRound1(r1(4)))), TxError::Conflict(_)));
 }
 
+/// Validator 4 seals a wrong share for validator 1. Validator 1 finishes with an error naming 4,
+/// reveals the point that opens that one package, and the ledger, which can now open it, checks
+/// it against 4's commitments and records 4 as a proven culprit. A complaint about a good package,
+/// or with a forged proof, is refused and records nothing.
+#[test]
+fn a_complaint_proves_a_wrong_round2_package_and_a_false_one_is_refused() {
+    use engine::dkg;
+    use rand_chacha::rand_core::SeedableRng;
+    let mut c = Chain::new();
+    let n = c.hospitals.len() as u16;
+    let t = dkg::consortium_threshold(n);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+    let chain = c.chain_id();
+    let hospitals = c.hospitals.clone();
+    let mut secrets = Vec::new();
+    let mut transports = Vec::new();
+    for i in 1..=n {
+        let (secret, package) = dkg::round1(i, n, t, &mut rng).unwrap();
+        let transport = dkg::TransportSecret::random(&mut rng);
+        let r1 = DkgRound1 { package, transport: transport.public() };
+        assert_eq!(dkg_tx(&mut c, &hospitals[usize::from(i) - 1], Payload::DkgRound1(r1)), Outcome::Applied);
+        secrets.push(secret);
+        transports.push(transport);
+    }
+    let mut round2_secrets = Vec::new();
+    for (k, secret) in secrets.into_iter().enumerate() {
+        let me = k as u16 + 1;
+        let others: std::collections::BTreeMap<u16, Vec<u8>> =
+            c.state.dkg().round1.iter().filter(|(i, _)| **i != me).map(|(i, r)| (*i, r.package.clone())).collect();
+        let (r2secret, outgoing) = dkg::round2(secret, &others).unwrap();
+        round2_secrets.push(r2secret);
+        let packages: Vec<SealedPackage> = outgoing
+            .into_iter()
+            .map(|(to, mut p)| {
+                if me == 4 && to == 1 {
+                    // The share is the package's last 32 bytes (little-endian); flipping the lowest
+                    // bit keeps it canonical, so only the commitment check can tell.
+                    let first = p.len() - 32;
+                    p[first] ^= 0x01;
+                }
+                let recipient = c.state.dkg().round1[&to].transport;
+                SealedPackage { to, sealed: dkg::seal_package(&chain, me, to, &recipient, &p, &mut rng).unwrap() }
+            })
+            .collect();
+        assert_eq!(dkg_tx(&mut c, &hospitals[k], Payload::DkgRound2(DkgRound2 { packages })), Outcome::Applied);
+    }
+    let dealt = c.state.dkg().round2.clone();
+    let sealed =
+        |from: u16, to: u16| -> Vec<u8> { dealt[&from].packages.iter().find(|p| p.to == to).unwrap().sealed.clone() };
+    // Validator 1 cannot finish, and names 4.
+    let others1: std::collections::BTreeMap<u16, Vec<u8>> =
+        c.state.dkg().round1.iter().filter(|(i, _)| **i != 1).map(|(i, r)| (*i, r.package.clone())).collect();
+    let mine: std::collections::BTreeMap<u16, Vec<u8>> = (2..=n)
+        .map(|from| (from, dkg::open_package(&chain, from, 1, &transports[0], &sealed(from, 1)).unwrap()))
+        .collect();
+    assert!(matches!(
+        dkg::finish(&round2_secrets[0], &others1, &mine),
+        Err(dkg::DkgError::Culprit { culprit: 4, round: 2, .. })
+    ));
+
+    // A complaint about validator 2's good package is refused: it shows the package checks.
+    let false_one = dkg::complain(&chain, 2, 1, &transports[0], &sealed(2, 1), &mut rng).unwrap();
+    match rejected(dkg_tx(&mut c, &hospitals[0], Payload::DkgComplaint(false_one))) {
+        TxError::Conflict(m) => assert!(m.contains("the complaint is false"), "{m}"),
+        other => panic!("a false complaint must be refused: {other:?}"),
+    }
+    // A proof made with another validator's transport key is refused.
+    let forged = dkg::complain(&chain, 4, 1, &transports[1], &sealed(4, 1), &mut rng).unwrap();
+    match rejected(dkg_tx(&mut c, &hospitals[0], Payload::DkgComplaint(forged))) {
+        TxError::Conflict(m) => assert!(m.contains("proof does not check"), "{m}"),
+        other => panic!("a forged complaint must be refused: {other:?}"),
+    }
+    // A complaint about oneself, or about no validator, is malformed.
+    let about_self = dkg::complain(&chain, 1, 1, &transports[0], &sealed(2, 1), &mut rng).unwrap();
+    assert!(matches!(
+        rejected(dkg_tx(&mut c, &hospitals[0], Payload::DkgComplaint(about_self))),
+        TxError::Malformed { .. }
+    ));
+    assert!(c.state.dkg().culprits.is_empty(), "nothing refused is recorded");
+
+    // Validators 2 and 3 find nothing to complain of; validator 1 finds 4.
+    let seeded = |i: u16| rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(i));
+    for me in [2u16, 3] {
+        let found =
+            dkg::find_complaint(&chain, me, &transports[usize::from(me) - 1], &c.state.dkg().round1, &dealt, seeded);
+        assert_eq!(found, None, "validator {me}");
+    }
+    let complaint = dkg::find_complaint(&chain, 1, &transports[0], &c.state.dkg().round1, &dealt, seeded)
+        .expect("validator 1 finds the wrong package");
+    assert_eq!(complaint.against, 4);
+    // The true complaint is upheld: validator 4 is a proven culprit, once.
+    let height = c.state.height() + 1;
+    assert_eq!(dkg_tx(&mut c, &hospitals[0], Payload::DkgComplaint(complaint.clone())), Outcome::Applied);
+    let culprit = &c.state.dkg().culprits[&4];
+    assert_eq!((culprit.by, culprit.height), (1, height));
+    assert!(culprit.reason.contains("fails its round-1 commitments"), "{}", culprit.reason);
+    assert!(
+        matches!(rejected(dkg_tx(&mut c, &hospitals[0], Payload::DkgComplaint(complaint))), TxError::Conflict(m) if m.contains("already"))
+    );
+    // Key-generation transactions stay outside the nonce sequence.
+    assert_eq!(c.state.nonce(&hospitals[0].public()), 0);
+}
+
 #[test]
 fn a_rotated_patient_key_hands_over_records_grants_and_trail() {
     let (mut c, doctor, patient, doctor2) = populated();

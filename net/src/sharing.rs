@@ -213,7 +213,10 @@ impl KeyService {
             *self.status.write() = KeyStatus::Round2;
             let share = match self.load(set) {
                 Some(share) => share,
-                None => self.finish(&view.dkg, set)?,
+                None => match self.finish(&view.dkg, set) {
+                    Ok(share) => share,
+                    Err(reason) => return self.complain_or_fail(&view.dkg, reason),
+                },
             };
             *self.share.write() = Some(share);
             *self.status.write() = KeyStatus::Ready;
@@ -244,6 +247,27 @@ impl KeyService {
             packages.push(SealedPackage { to: *to, sealed });
         }
         Ok(Step::Send(Box::new(Payload::DkgRound2(DkgRound2 { packages }))))
+    }
+
+    /// This validator could not finish: if a dealer's package to it is provably wrong, the next
+    /// step is the complaint that proves it on chain (until the ledger records the culprit);
+    /// otherwise, or once it is recorded, the protocol has failed here.
+    fn complain_or_fail(&self, ledger: &DkgLedger, reason: String) -> Result<Step, String> {
+        let transport = self.transport();
+        let complaint =
+            dkg::find_complaint(&self.chain, self.index, &transport, &ledger.round1, &ledger.round2, |from| {
+                self.rng(&format!("complaint-against-{from}"))
+            });
+        match complaint {
+            Some(c) => match ledger.culprits.get(&c.against) {
+                None => Ok(Step::Send(Box::new(Payload::DkgComplaint(c)))),
+                Some(p) => Err(format!(
+                    "{reason}; validator {} is a proven culprit on chain (complaint by validator {} at height {}: {})",
+                    c.against, p.by, p.height, p.reason
+                )),
+            },
+            None => Err(reason),
+        }
     }
 
     /// The sealed share on disk, if it opens and matches `set`.
@@ -386,10 +410,10 @@ fn key_set_json(set: &PublicKeySet) -> serde_json::Value {
 /// `GET /v1/keys`: the consortium key set (once active) and where the key generation stands.
 pub(crate) async fn keys(State(node): State<Arc<NodeShared>>) -> Result<Response, ApiError> {
     let n = node.genesis.body.validators.len();
-    let (round1, round2, active) = node
+    let (round1, round2, active, culprits) = node
         .query(|core| {
             let s = core.state();
-            (s.dkg().round1.len(), s.dkg().round2.len(), s.key_set().cloned())
+            (s.dkg().round1.len(), s.dkg().round2.len(), s.key_set().cloned(), s.dkg().culprits.clone())
         })
         .await
         .ok_or_else(ApiError::unavailable)?;
@@ -401,6 +425,10 @@ pub(crate) async fn keys(State(node): State<Arc<NodeShared>>) -> Result<Response
         "round2": round2,
         "active": active.is_some(),
         "key_set": active.as_ref().map(key_set_json),
+        "culprits": culprits
+            .iter()
+            .map(|(index, p)| json!({ "index": index, "by": p.by, "height": p.height, "reason": p.reason }))
+            .collect::<Vec<_>>(),
         "this_validator": local,
     }))
     .into_response())
