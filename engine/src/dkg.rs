@@ -504,7 +504,10 @@ pub fn find_complaint<R: RngCore + CryptoRng>(
     let transport = secret.public();
     round2.iter().filter(|(from, _)| **from != me).find_map(|(from, dealt)| {
         let sealed = dealt.packages.iter().find(|p| p.to == me).map(|p| p.sealed.as_slice()).unwrap_or_default();
-        let complaint = complain(chain, *from, me, secret, sealed, &mut rng_for(*from)).ok()?;
+        // A package with no valid ephemeral key opens for no one, as anyone can see on chain: its
+        // complaint needs no proof (`check_complaint` upholds it on the bytes alone).
+        let complaint = complain(chain, *from, me, secret, sealed, &mut rng_for(*from))
+            .unwrap_or(crate::tx::DkgComplaint { against: *from, shared: transport, c: [0; 32], s: [0; 32] });
         let dealer = round1.get(from)?;
         check_complaint(chain, me, &transport, sealed, &dealer.package, &complaint).ok().map(|_| complaint)
     })

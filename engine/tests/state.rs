@@ -1155,6 +1155,16 @@ fn a_complaint_proves_a_wrong_round2_package_and_a_false_one_is_refused() {
     let complaint = dkg::find_complaint(&chain, 1, &transports[0], &c.state.dkg().round1, &dealt, seeded)
         .expect("validator 1 finds the wrong package");
     assert_eq!(complaint.against, 4);
+    // A package whose ephemeral key is no point (here, from validator 2 to 3) is found too, and
+    // its complaint is upheld on the bytes alone.
+    let mut garbled = dealt.clone();
+    garbled.get_mut(&2).unwrap().packages.iter_mut().find(|p| p.to == 3).unwrap().sealed = vec![0xff; 64];
+    let on_bytes = dkg::find_complaint(&chain, 3, &transports[2], &c.state.dkg().round1, &garbled, seeded)
+        .expect("validator 3 finds the garbled package");
+    assert_eq!(on_bytes.against, 2);
+    let dealer2 = &c.state.dkg().round1[&2].package;
+    let why = dkg::check_complaint(&chain, 3, &transports[2].public(), &[0xff; 64], dealer2, &on_bytes).unwrap();
+    assert!(why.contains("no valid ephemeral key"), "{why}");
     // The true complaint is upheld: validator 4 is a proven culprit, once.
     let height = c.state.height() + 1;
     assert_eq!(dkg_tx(&mut c, &hospitals[0], Payload::DkgComplaint(complaint.clone())), Outcome::Applied);
