@@ -409,11 +409,7 @@ pub fn open_package(
     sealed: &[u8],
 ) -> Result<Vec<u8>, SealError> {
     let what = "a sealed round-2 package";
-    if sealed.len() < 32 + 16 {
-        return Err(SealError::Malformed { what });
-    }
-    let (e, _) = sealed.split_at(32);
-    let e: [u8; 32] = e.try_into().map_err(|_| SealError::Malformed { what })?;
+    let e: [u8; 32] = sealed.get(..32).and_then(|e| e.try_into().ok()).ok_or(SealError::Malformed { what })?;
     let point = CompressedRistretto(e).decompress().ok_or(SealError::Malformed { what })?;
     let shared = secret.dh(&point).compress().to_bytes();
     open_with(chain, from, to, &secret.public(), &shared, sealed)

@@ -389,8 +389,9 @@ pub(crate) async fn run_key_generation(node: Arc<NodeShared>, service: Arc<KeySe
                 error!(
                     index = service.index,
                     %reason,
-                    "key generation failed for this validator; the key set cannot be completed with its share, and \
-                     the consortium must start again from a new genesis without the validator the reason names"
+                    "key generation failed for this validator; the key set cannot be completed with its share: where \
+                     the reason names a validator (a proven one is under `culprits` in GET /v1/keys), the consortium \
+                     must start again from a new genesis without it"
                 );
                 *service.status.write() = KeyStatus::Failed(reason);
                 return;
